@@ -1,0 +1,1 @@
+"""FreeNet models."""
