@@ -1,0 +1,168 @@
+"""Latency statistics: the one place numbers are computed from raw samples.
+
+Everything the aggregator shows (tables, the compare endpoint, the benchmark table of the host
+runner) goes through `summarize` and `compare`. A value that cannot be computed (no samples, one
+sample for a spread) is None — never 0 — and `fmt` renders it as "—". `compare` gives the ratio of
+medians of two sample sets with a percentile-bootstrap interval from a fixed seed, and calls a
+difference only when that interval excludes 1, so noise on a phone is not reported as a speed-up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+TRIM = 0.1  # trimmed mean cuts 10 % at each end: robust to the odd GC pause or thermal spike
+DEFAULT_RESAMPLES = 2000
+DEFAULT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Distribution of one sample set, in milliseconds (cv is dimensionless)."""
+
+    n: int
+    median: float | None = None
+    p10: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    iqr: float | None = None
+    trimmed_mean: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    cv: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Verdict = Literal["faster", "slower", "no difference"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """a versus b: ratio = median(a) / median(b); < 1 means a is faster."""
+
+    ratio: float | None
+    low: float | None
+    high: float | None
+    confidence: float
+    n_a: int
+    n_b: int
+    verdict: Verdict | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _clean(samples: Sequence[float] | np.ndarray) -> np.ndarray:
+    x = np.asarray(samples, dtype=np.float64).ravel()
+    if x.size and not (np.all(np.isfinite(x)) and np.all(x > 0)):
+        raise ValueError("latency samples must be finite and > 0 (validate reports with device_bench.schema)")
+    return x
+
+
+def summarize(samples: Sequence[float] | np.ndarray) -> Summary:
+    """Median, p10/p90/p99, IQR, trimmed mean, mean, std, CV, min, max of raw samples."""
+    x = _clean(samples)
+    n = int(x.size)
+    if n == 0:
+        return Summary(n=0)
+    from scipy.stats import trim_mean
+
+    p10, p25, p50, p75, p90, p99 = (float(v) for v in np.percentile(x, [10, 25, 50, 75, 90, 99]))
+    mean = float(x.mean())
+    # Spread needs two samples: a single run has no measurable variation, not zero variation.
+    std = float(x.std(ddof=1)) if n >= 2 else None
+    return Summary(
+        n=n,
+        median=p50,
+        p10=p10,
+        p90=p90,
+        p99=p99,
+        iqr=p75 - p25 if n >= 2 else None,
+        trimmed_mean=float(trim_mean(x, TRIM)),
+        mean=mean,
+        std=std,
+        cv=std / mean if std is not None else None,
+        min=float(x.min()),
+        max=float(x.max()),
+    )
+
+
+def _median_ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(a, axis=axis) / np.median(b, axis=axis)
+
+
+def compare(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    *,
+    confidence: float = 0.95,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> Comparison:
+    """Ratio of medians median(a)/median(b) with a bootstrap interval.
+
+    Only meaningful for two sample sets measured on the same device, runtime and accelerator.
+    The interval resamples a and b independently (percentile method, fixed seed: the same data
+    always gives the same interval). verdict is "faster"/"slower" (a relative to b) only when the
+    interval excludes 1, "no difference" otherwise, None when either side has no samples.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if resamples < 100:
+        raise ValueError(f"resamples must be >= 100 for a usable interval, got {resamples}")
+    xa, xb = _clean(a), _clean(b)
+    if xa.size == 0 or xb.size == 0:
+        return Comparison(None, None, None, confidence, int(xa.size), int(xb.size), None)
+    ratio = float(np.median(xa) / np.median(xb))
+    if xa.size < 2 or xb.size < 2:
+        # One sample has no spread to resample: report the ratio, but never call a difference.
+        return Comparison(ratio, None, None, confidence, int(xa.size), int(xb.size), "no difference")
+    from scipy.stats import bootstrap
+
+    # Resampling costs n * resamples numbers per side: batch to bound memory at ~32 MB.
+    batch = max(1, min(resamples, 4_000_000 // max(xa.size, xb.size)))
+    res = bootstrap(
+        (xa, xb),
+        _median_ratio,
+        n_resamples=resamples,
+        batch=batch,
+        vectorized=True,
+        paired=False,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return Comparison(ratio, None, None, confidence, int(xa.size), int(xb.size), "no difference")
+    verdict: Verdict = "faster" if high < 1 else "slower" if low > 1 else "no difference"
+    return Comparison(ratio, low, high, confidence, int(xa.size), int(xb.size), verdict)
+
+
+def fmt(value: float | None, digits: int = 2, unit: str = "") -> str:
+    """A number for a table; "—" for a missing value (never 0)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if abs(value) >= 100:
+        text = f"{value:.0f}" if digits <= 2 else f"{value:.{digits}g}"
+    else:
+        text = f"{value:.{digits}f}" if abs(value) >= 1 else f"{value:.{digits + 1}g}"
+    return f"{text}{unit}"
+
+
+def fmt_ratio(c: Comparison | None) -> str:
+    """"0.85× [0.82–0.88]" or "—"."""
+    if c is None or c.ratio is None:
+        return "—"
+    if c.low is None or c.high is None:
+        return f"{c.ratio:.2f}×"
+    return f"{c.ratio:.2f}× [{c.low:.2f}–{c.high:.2f}]"
