@@ -1,0 +1,91 @@
+"""The contract every backend module follows.
+
+A backend module (onnx.py, coreml.py, tflite.py, executorch.py) exposes exactly:
+
+    export(req: ExportRequest) -> BackendResult
+        Convert `req.model` (eval mode, rewrite passes already applied) for `req.target` at
+        `req.precision`, writing ONE file or directory at `req.out_path` (inside a staging
+        directory: the orchestrator moves it into the bundle only after it is verified, so a crash
+        never leaves a half-written artifact). Embed `req.metadata` natively where the format has a
+        slot. Record delegate coverage for the target. Heavy imports happen inside the function.
+
+    run(path: Path, x: np.ndarray, target: str) -> np.ndarray
+        Run the artifact on this machine for parity (float32 NCHW input as in eager PyTorch; the
+        backend handles its own layout). Raise NotRunnableHere(reason) where this machine cannot
+        run it (Core ML prediction needs macOS; a Vulkan .pte needs a phone).
+
+Errors are raised as exceptions with the converter's own message; the orchestrator records them in
+the status table and carries on with the other formats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..manifest import Coverage, TensorSpec
+
+# import name -> PyPI distribution, for "install it with" messages
+PIP_NAMES = {
+    "onnx": "onnx==1.23.2",
+    "onnxruntime": "onnxruntime==1.32.0",
+    "onnxscript": "onnxscript==0.7.2",
+    "coremltools": "coremltools==9.0",
+    "litert_torch": "litert-torch==0.10.0",
+    "ai_edge_litert": "ai-edge-litert==2.3.0",
+    "ai_edge_quantizer": "ai-edge-quantizer==0.10.*",
+    "executorch": "executorch==1.5.1",
+}
+
+
+class NotRunnableHere(RuntimeError):
+    """The artifact is valid but this machine has no runtime for it (reason in the message)."""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    module: str
+    targets: tuple[str, ...]
+    precisions: tuple[str, ...]
+    requires: tuple[str, ...]
+
+    @property
+    def pip_names(self) -> dict[str, str]:
+        return {p: PIP_NAMES.get(p, p) for p in self.requires}
+
+
+@dataclass
+class ExportRequest:
+    model: nn.Module
+    example_input: torch.Tensor
+    out_path: Path
+    target: str
+    precision: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    # real, normalised images (N, C, H, W) for int8 calibration; random data if None
+    calibration: torch.Tensor | None = None
+    channels_last_io: bool = False  # TFLite: NHWC input and output tensors
+
+
+@dataclass
+class BackendResult:
+    path: Path
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    tool_versions: dict[str, str] = field(default_factory=dict)
+    coverage: list[Coverage] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    min_deployment_target: str | None = None
+
+
+def package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
