@@ -1,0 +1,233 @@
+package dev.freenet.bench.core;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The parts of a model bundle's {@code manifest.json} that a phone needs: which artifacts exist,
+ * where their files are, their sha256, input/output tensors and the reference input/output.
+ *
+ * <p>The manifest is written by {@code freenet export}; fields the runner does not use (passes,
+ * tool versions, provenance, ...) are ignored so the export side can grow without breaking apps.
+ * Missing required fields raise {@link ManifestException} naming the field and artifact.
+ */
+public final class BundleManifest {
+  public final String bundleId;
+  public final List<Artifact> artifacts;
+
+  BundleManifest(String bundleId, List<Artifact> artifacts) {
+    this.bundleId = bundleId;
+    this.artifacts = Collections.unmodifiableList(artifacts);
+  }
+
+  /** A manifest that is not what the protocol describes. */
+  public static final class ManifestException extends RuntimeException {
+    public ManifestException(String message) {
+      super(message);
+    }
+  }
+
+  /** One input or output tensor of an artifact. */
+  public static final class TensorSpec {
+    public final String name;
+    public final long[] shape;
+    public final String layout; // "NCHW" | "NHWC"; null for outputs
+    public final String dtype;
+
+    TensorSpec(String name, long[] shape, String layout, String dtype) {
+      this.name = name;
+      this.shape = shape;
+      this.layout = layout;
+      this.dtype = dtype;
+    }
+
+    /** Number of elements; the shape must be static (all dims >= 1). */
+    public int elementCount() {
+      long n = 1;
+      for (long d : shape) {
+        n *= d;
+      }
+      return (int) n;
+    }
+  }
+
+  /** Raw little-endian float32 reference tensors stored in the bundle. */
+  public static final class Reference {
+    public final String inputFile;
+    public final String outputFile;
+    public final String inputSha256;
+    public final String outputSha256;
+
+    Reference(String inputFile, String outputFile, String inputSha256, String outputSha256) {
+      this.inputFile = inputFile;
+      this.outputFile = outputFile;
+      this.inputSha256 = inputSha256;
+      this.outputSha256 = outputSha256;
+    }
+  }
+
+  /** One exported model file. */
+  public static final class Artifact {
+    public final String id;
+    public final String model;
+    public final String format; // onnx | coreml | tflite | executorch
+    public final String target; // e.g. litert-gpu, onnxruntime-nnapi, executorch-vulkan
+    public final String precision; // fp32 | fp16 | int8
+    public final String file;
+    public final String sha256;
+    public final long sizeBytes;
+    public final List<TensorSpec> inputs;
+    public final List<TensorSpec> outputs;
+    public final Reference reference; // null when the bundle has none
+
+    Artifact(
+        String id,
+        String model,
+        String format,
+        String target,
+        String precision,
+        String file,
+        String sha256,
+        long sizeBytes,
+        List<TensorSpec> inputs,
+        List<TensorSpec> outputs,
+        Reference reference) {
+      this.id = id;
+      this.model = model;
+      this.format = format;
+      this.target = target;
+      this.precision = precision;
+      this.file = file;
+      this.sha256 = sha256;
+      this.sizeBytes = sizeBytes;
+      this.inputs = Collections.unmodifiableList(inputs);
+      this.outputs = Collections.unmodifiableList(outputs);
+      this.reference = reference;
+    }
+
+    @Override
+    public String toString() {
+      return id + " (" + format + ", " + target + ", " + precision + ")";
+    }
+  }
+
+  public static BundleManifest parse(String jsonText) {
+    Map<String, Object> root;
+    try {
+      root = Json.parseObject(jsonText);
+    } catch (Json.ParseException e) {
+      throw new ManifestException("manifest.json is not valid JSON: " + e.getMessage());
+    }
+    String bundleId = str(root, "bundle_id", "manifest");
+    Object arts = root.get("artifacts");
+    if (!(arts instanceof List)) {
+      throw new ManifestException("manifest has no \"artifacts\" list");
+    }
+    List<Artifact> artifacts = new ArrayList<Artifact>();
+    for (Object o : (List<?>) arts) {
+      artifacts.add(artifact(asMap(o, "artifact")));
+    }
+    return new BundleManifest(bundleId, artifacts);
+  }
+
+  private static Artifact artifact(Map<String, Object> a) {
+    String id = str(a, "id", "artifact");
+    String where = "artifact " + id;
+    String sha = str(a, "sha256", where).toLowerCase();
+    checkSha(sha, where + " sha256");
+    List<TensorSpec> inputs = tensors(a.get("inputs"), where + " inputs", true);
+    List<TensorSpec> outputs = tensors(a.get("outputs"), where + " outputs", false);
+    Reference ref = null;
+    Object r = a.get("reference");
+    if (r != null) {
+      Map<String, Object> rm = asMap(r, where + " reference");
+      String dtype = optStr(rm, "dtype");
+      if (dtype != null && !"float32".equals(dtype)) {
+        throw new ManifestException(where + ": reference dtype " + dtype + " is not float32");
+      }
+      String inSha = str(rm, "input_sha256", where + " reference").toLowerCase();
+      String outSha = str(rm, "output_sha256", where + " reference").toLowerCase();
+      checkSha(inSha, where + " reference input_sha256");
+      checkSha(outSha, where + " reference output_sha256");
+      ref =
+          new Reference(
+              str(rm, "input_file", where + " reference"),
+              str(rm, "output_file", where + " reference"),
+              inSha,
+              outSha);
+    }
+    Object size = a.get("size_bytes");
+    return new Artifact(
+        id,
+        str(a, "model", where),
+        str(a, "format", where),
+        str(a, "target", where),
+        str(a, "precision", where),
+        str(a, "file", where),
+        sha,
+        size instanceof Number ? ((Number) size).longValue() : -1,
+        inputs,
+        outputs,
+        ref);
+  }
+
+  private static List<TensorSpec> tensors(Object o, String where, boolean isInput) {
+    if (!(o instanceof List) || ((List<?>) o).isEmpty()) {
+      throw new ManifestException(where + ": expected a non-empty list");
+    }
+    List<TensorSpec> out = new ArrayList<TensorSpec>();
+    for (Object t : (List<?>) o) {
+      Map<String, Object> m = asMap(t, where);
+      Object shapeObj = m.get("shape");
+      if (!(shapeObj instanceof List) || ((List<?>) shapeObj).isEmpty()) {
+        throw new ManifestException(where + ": tensor has no shape");
+      }
+      List<?> dims = (List<?>) shapeObj;
+      long[] shape = new long[dims.size()];
+      for (int i = 0; i < shape.length; i++) {
+        Object d = dims.get(i);
+        // Phones measure one fixed shape; a symbolic dim ("batch") cannot be timed.
+        if (!(d instanceof Long) || ((Long) d) < 1) {
+          throw new ManifestException(where + ": shape " + dims + " is not fully static");
+        }
+        shape[i] = (Long) d;
+      }
+      out.add(
+          new TensorSpec(
+              str(m, "name", where),
+              shape,
+              isInput ? optStr(m, "layout") : null,
+              optStr(m, "dtype")));
+    }
+    return out;
+  }
+
+  private static void checkSha(String sha, String where) {
+    if (!Sha256.isHex(sha)) {
+      throw new ManifestException(where + " is not 64 lowercase hex characters: " + sha);
+    }
+  }
+
+  @SuppressWarnings("unchecked")
+  private static Map<String, Object> asMap(Object o, String where) {
+    if (!(o instanceof Map)) {
+      throw new ManifestException(where + ": expected a JSON object");
+    }
+    return (Map<String, Object>) o;
+  }
+
+  private static String str(Map<String, Object> m, String key, String where) {
+    Object v = m.get(key);
+    if (!(v instanceof String) || ((String) v).isEmpty()) {
+      throw new ManifestException(where + ": missing string field \"" + key + "\"");
+    }
+    return (String) v;
+  }
+
+  private static String optStr(Map<String, Object> m, String key) {
+    Object v = m.get(key);
+    return v instanceof String ? (String) v : null;
+  }
+}

@@ -1,0 +1,204 @@
+package dev.freenet.bench.core;
+
+import java.io.ByteArrayOutputStream;
+import java.io.File;
+import java.io.FileInputStream;
+import java.io.FileOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.Charset;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Durable upload queue: every report is written to app storage first and deleted only after
+ * the server acknowledged it (HTTP 201 stored, or 200 already stored), so nothing is lost while
+ * the server is down or the phone is offline.
+ *
+ * <p>Layout under the queue directory: {@code pending/<run_id>.json} waits for upload;
+ * {@code rejected/<run_id>.json} (+ {@code .reason.txt}) holds reports the server refused as
+ * invalid (400/413/422), kept for inspection since resending the same bytes cannot succeed.
+ * A 401 (bad or revoked token) keeps reports pending: a new token makes them uploadable.
+ */
+public final class ReportQueue {
+  private static final Charset UTF8 = Charset.forName("UTF-8");
+  private final File pending;
+  private final File rejected;
+
+  /** Result of one {@link #flush} pass. */
+  public static final class FlushResult {
+    public int sent;
+    public int alreadyStored;
+    public int rejected;
+    public int remaining;
+    /** Why the pass stopped early (server down, bad token), or null. */
+    public String stoppedBecause;
+
+    @Override
+    public String toString() {
+      return "sent " + sent + " (already stored " + alreadyStored + "), rejected " + rejected
+          + ", pending " + remaining + (stoppedBecause == null ? "" : " - " + stoppedBecause);
+    }
+  }
+
+  public ReportQueue(File dir) throws IOException {
+    this.pending = new File(dir, "pending");
+    this.rejected = new File(dir, "rejected");
+    mkdirs(pending);
+    mkdirs(rejected);
+  }
+
+  /** Writes the report atomically (temp file + rename) so a crash never leaves half a file. */
+  public File enqueue(Report report) throws IOException {
+    return enqueue(report.runId, report.toJson());
+  }
+
+  public File enqueue(String runId, String json) throws IOException {
+    if (!runId.matches("[0-9a-fA-F-]{36}")) {
+      throw new IllegalArgumentException("run id is not a UUID: " + runId);
+    }
+    File tmp = new File(pending, runId + ".json.tmp");
+    FileOutputStream out = new FileOutputStream(tmp);
+    try {
+      out.write(json.getBytes(UTF8));
+      out.getFD().sync();
+    } finally {
+      out.close();
+    }
+    File dest = new File(pending, runId + ".json");
+    if (!tmp.renameTo(dest)) {
+      throw new IOException("cannot move " + tmp + " to " + dest);
+    }
+    return dest;
+  }
+
+  public List<File> pendingFiles() {
+    return list(pending);
+  }
+
+  public List<File> rejectedFiles() {
+    return list(rejected);
+  }
+
+  /**
+   * Tries to upload every pending report, oldest name first. Stops at the first transient
+   * failure (network error, 5xx, 401) because the next ones would fail the same way.
+   */
+  public FlushResult flush(AggregatorClient client) {
+    FlushResult r = new FlushResult();
+    List<File> files = pendingFiles();
+    int i = 0;
+    for (; i < files.size(); i++) {
+      File f = files.get(i);
+      String json;
+      try {
+        json = read(f);
+      } catch (IOException e) {
+        r.stoppedBecause = "cannot read " + f + ": " + e.getMessage();
+        break;
+      }
+      try {
+        int code = client.postReport(json);
+        if (code == 200) {
+          r.alreadyStored++;
+        }
+        r.sent++;
+        if (!f.delete()) {
+          r.stoppedBecause = "cannot delete uploaded " + f;
+          break;
+        }
+      } catch (AggregatorClient.HttpStatusException e) {
+        if (e.code == 400 || e.code == 413 || e.code == 422) {
+          moveToRejected(f, e.getMessage());
+          r.rejected++;
+          continue;
+        }
+        r.stoppedBecause =
+            e.code == 401
+                ? "the server refused the device token (HTTP 401): create a new one with"
+                    + " `freenet token create` and enter it in the app"
+                : e.getMessage();
+        break;
+      } catch (IOException e) {
+        r.stoppedBecause = "server unreachable: " + e;
+        break;
+      }
+    }
+    r.remaining = pendingFiles().size();
+    return r;
+  }
+
+  /**
+   * Flushes until the queue is empty or {@code maxPasses} passes were made, sleeping with
+   * exponential backoff between passes. The app runs this on a background thread.
+   */
+  public FlushResult flushWithRetry(
+      AggregatorClient client, Backoff backoff, Clock clock, int maxPasses)
+      throws InterruptedException {
+    FlushResult last = flush(client);
+    int passes = 1;
+    while (last.remaining > 0 && last.stoppedBecause != null && passes < maxPasses) {
+      clock.sleep(backoff.next());
+      last = flush(client);
+      passes++;
+    }
+    if (last.remaining == 0) {
+      backoff.reset();
+    }
+    return last;
+  }
+
+  private void moveToRejected(File f, String reason) {
+    File dest = new File(rejected, f.getName());
+    if (!f.renameTo(dest)) {
+      return; // stays pending; the next flush retries and rejects again
+    }
+    try {
+      FileOutputStream out = new FileOutputStream(new File(rejected, f.getName() + ".reason.txt"));
+      try {
+        out.write(reason.getBytes(UTF8));
+      } finally {
+        out.close();
+      }
+    } catch (IOException ignored) {
+      // The report itself is kept; only the reason text is lost.
+    }
+  }
+
+  private static List<File> list(File dir) {
+    File[] files = dir.listFiles();
+    List<File> out = new ArrayList<File>();
+    if (files == null) {
+      return out;
+    }
+    Arrays.sort(files);
+    for (File f : files) {
+      if (f.getName().endsWith(".json")) {
+        out.add(f);
+      }
+    }
+    return out;
+  }
+
+  static String read(File f) throws IOException {
+    InputStream in = new FileInputStream(f);
+    try {
+      ByteArrayOutputStream buf = new ByteArrayOutputStream();
+      byte[] chunk = new byte[8192];
+      int n;
+      while ((n = in.read(chunk)) > 0) {
+        buf.write(chunk, 0, n);
+      }
+      return new String(buf.toByteArray(), UTF8);
+    } finally {
+      in.close();
+    }
+  }
+
+  private static void mkdirs(File d) throws IOException {
+    if (!d.isDirectory() && !d.mkdirs()) {
+      throw new IOException("cannot create " + d);
+    }
+  }
+}
