@@ -158,7 +158,6 @@ def main(request_path: str) -> int:
     arrays = {f"gpu.{k}": v for k, v in outputs.items()}
     arrays.update({f"cpu.{k}": np.asarray(v) for k, v in reference.items()})
     np.savez(out_file, **arrays)
-    result["outputs_file"] = str(out_file)
     result["stage"] = "done"
     _save(result_path, result)
     return 0

@@ -206,6 +206,7 @@ def run_litert_gpu(
     enforce_f32: bool = False,
     timeout_s: float = 600.0,
     tools_root: Path | None = None,
+    save_outputs: Path | None = None,
 ) -> LiteRtGpuResult:
     """Compile and run `model_path` on LiteRT's GPU accelerator over SwiftShader, in a subprocess.
 
@@ -213,6 +214,7 @@ def run_litert_gpu(
     transpose (converted to what the model declares); None draws seeded standard-normal inputs.
     `mode`: "gpu" refuses any model with an op left on the CPU; "gpu+cpu" lets ops fall back and
     reports which and why. `runs`: timed runs after the first one (emulated timings).
+    `save_outputs`: write the GPU and CPU outputs there (.npz, keys "gpu.NAME" / "cpu.NAME").
     Raises SwiftShaderMissingError when the driver is not installed; every failure of the model
     itself (refusal, crash, timeout) comes back as `ok=False` with `error` set.
     """
@@ -269,6 +271,9 @@ def run_litert_gpu(
             timed_out = True
         result_file = tmp_dir / "result.json"
         worker = json.loads(result_file.read_text()) if result_file.is_file() else {}
+        outputs_file = tmp_dir / "outputs.npz"
+        if save_outputs is not None and outputs_file.is_file():
+            Path(save_outputs).write_bytes(outputs_file.read_bytes())
 
     log = parse_delegate_log(stderr)
     stage = worker.get("stage", "not started")
