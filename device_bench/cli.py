@@ -1,9 +1,153 @@
-"""device_bench commands of the `freenet` CLI."""
+"""device_bench commands of the `freenet` CLI: `serve`, `token create/revoke/list`, `import`.
+
+Commands stay thin: they parse options and call `server`, `store` and `importers`. Run without
+installing the package as `python -m device_bench.cli COMMAND ...` (the tests do).
+"""
 
 from __future__ import annotations
 
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", help="sqlite:///PATH or postgresql+psycopg://...; default ./freenet-data/freenet.db",
+                 envvar="FREENET_DB"),
+]
+
+
+def serve(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8787,
+    bundles: Annotated[Path | None, typer.Option(help="Folder of model bundles to serve to phones.",
+                                                 exists=True, file_okay=False)] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="Larger report bodies get 413.")] = 4 * 1024 * 1024,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the aggregator: report API, dashboard at /, OpenAPI docs at /docs."""
+    import uvicorn
+
+    from device_bench.server import create_app
+
+    app = create_app(db, bundles, max_body_bytes=max_body_bytes)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+token_app = typer.Typer(help="Device tokens for POST /api/v1/reports (only their hashes are stored).",
+                        no_args_is_help=True)
+
+
+@token_app.command("create")
+def token_create(device: Annotated[str, typer.Option(help="Device name, e.g. pixel8-lab.")], db: DbOption = None) -> None:
+    """Create a token for DEVICE and print it (it is shown only once)."""
+    from device_bench.store import Store
+
+    with Store(db) as store:
+        info, token = store.create_token(device)
+    typer.echo(f"created {info.id} for device {info.device!r}; the token (shown only now):", err=True)
+    typer.echo(token)
+
+
+@token_app.command("revoke")
+def token_revoke(token_or_id: Annotated[str, typer.Argument(help="The token itself or its id (tok_...).")],
+                 db: DbOption = None) -> None:
+    """Revoke a token: later reports sent with it get 401."""
+    from device_bench.store import Store
+
+    with Store(db) as store:
+        try:
+            info = store.revoke_token(token_or_id)
+        except KeyError as exc:
+            raise typer.BadParameter(str(exc.args[0])) from None
+    typer.echo(f"revoked {info.id} (device {info.device!r}) at {info.revoked_at:%Y-%m-%d %H:%M:%S} UTC")
+
+
+@token_app.command("list")
+def token_list(db: DbOption = None) -> None:
+    """List tokens (ids, devices, state); token values are never stored."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from device_bench.store import Store
+
+    with Store(db) as store:
+        rows = store.list_tokens()
+    table = Table("id", "device", "created (UTC)", "revoked (UTC)")
+    for t in rows:
+        table.add_row(t.id, t.device, f"{t.created_at:%Y-%m-%d %H:%M:%S}",
+                      "—" if t.revoked_at is None else f"{t.revoked_at:%Y-%m-%d %H:%M:%S}")
+    Console().print(table)
+
+
+class ImportKind(str, Enum):
+    tflite = "tflite"
+    executorch = "executorch"
+
+
+def import_reports(
+    kind: Annotated[ImportKind, typer.Argument(help="tflite: benchmark_model log; executorch: benchmark_results.json")],
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The tool's output file.")],
+    context: Annotated[Path | None, typer.Option(
+        exists=True, dir_okay=False,
+        help="JSON with the report fields the tool does not print (device, model.sha256, "
+             "model.input_shape, runtime.version, ...); for executorch, per-model fields under "
+             "'models': {name: {...}}.")] = None,
+    server: Annotated[str | None, typer.Option(help="POST to this aggregator, e.g. http://127.0.0.1:8787")] = None,
+    token: Annotated[str | None, typer.Option(envvar="FREENET_TOKEN", help="Device token for --server.")] = None,
+    db: DbOption = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the reports as JSON, store nothing.")] = False,
+) -> None:
+    """Turn TFLite benchmark_model / ExecuTorch benchmark app output into reports and store them."""
+    from pydantic import ValidationError
+
+    from device_bench.importers import report_from_benchmark_model, reports_from_executorch
+
+    ctx = json.loads(context.read_text()) if context else {}
+    try:
+        if kind is ImportKind.tflite:
+            reports = [report_from_benchmark_model(path.read_text(errors="replace"), ctx)]
+        else:
+            reports = reports_from_executorch(path.read_bytes(), ctx)
+    except ValidationError as exc:
+        fields = "\n".join(f"  {'.'.join(map(str, e['loc'])) or 'report'}: {e['msg']}" for e in exc.errors())
+        raise typer.BadParameter(f"the imported report is incomplete; add these to --context:\n{fields}") from None
+    if dry_run:
+        typer.echo(json.dumps([json.loads(r.model_dump_json()) for r in reports], indent=2))
+        return
+    if server:
+        import httpx
+
+        if not token:
+            raise typer.BadParameter("--server needs --token (or FREENET_TOKEN)")
+        for r in reports:
+            resp = httpx.post(server.rstrip("/") + "/api/v1/reports", content=r.model_dump_json(),
+                              headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                              timeout=30)
+            if resp.status_code not in (200, 201):
+                raise typer.Exit(f"server answered {resp.status_code}: {resp.text[:2000]}")
+            typer.echo(f"{r.run_id} {'stored' if resp.status_code == 201 else 'already stored'} ({r.status})")
+        return
+    from device_bench.store import Store
+
+    with Store(db) as store:
+        for r in reports:
+            new = store.add_report(r)
+            typer.echo(f"{r.run_id} {'stored' if new else 'already stored'} ({r.status})")
 
 
 def register(app: typer.Typer) -> None:
     """Add the device_bench commands to the root CLI."""
+    app.command("serve")(serve)
+    app.add_typer(token_app, name="token")
+    app.command("import")(import_reports)
+
+
+if __name__ == "__main__":
+    _app = typer.Typer(no_args_is_help=True, pretty_exceptions_show_locals=False)
+    register(_app)
+    _app()

@@ -139,12 +139,17 @@ class Model(_Strict):
 class Aggregate(_Strict):
     """Summary numbers from a tool that prints no per-run latencies (see `samples_kind`)."""
 
-    count: Annotated[int, Field(ge=1, le=1 << 31)]
+    count: Annotated[int, Field(ge=1, le=1 << 31)] | None = Field(
+        description="Number of timed runs; null when the tool does not say (ExecuTorch minibench)."
+    )
     mean_ms: Milliseconds
     std_ms: NonNegMilliseconds | None = None
     min_ms: Milliseconds | None = None
     max_ms: Milliseconds | None = None
     median_ms: Milliseconds | None = None
+    trimmed_mean_ms: Milliseconds | None = Field(
+        default=None, description="Mean of the middle runs as the tool defines it (minibench: 10-90 %)."
+    )
 
 
 class Timing(_Strict):

@@ -330,11 +330,12 @@ class Store:
             r["created_at"] = _utc(r["created_at"])
         return rows
 
-    def summary(self, *, baseline: str | None = None, max_runs: int = 50, **filters: Any):
+    def summary(self, *, baseline: str | None = None, max_runs: int = 50, with_ratios: bool = True, **filters: Any):
         """Per device x runtime x accelerator statistics and ratios (see device_bench.summary)."""
         from device_bench.summary import summarize_groups
 
-        return summarize_groups(self.group_samples(max_runs=max_runs, **filters), baseline=baseline)
+        return summarize_groups(self.group_samples(max_runs=max_runs, **filters), baseline=baseline,
+                                with_ratios=with_ratios)
 
     # ---- devices and tokens --------------------------------------------------------------
 

@@ -78,8 +78,12 @@ def _ratio(row: ModelRow, ref: ModelRow | None) -> Comparison | None:
     return compare(row.samples, ref.samples)
 
 
-def summarize_groups(runs: list[dict[str, Any]], *, baseline: str | None = None) -> list[Group]:
-    """Build the tables from `Store.group_samples()` rows (one dict per stored report)."""
+def summarize_groups(
+    runs: list[dict[str, Any]], *, baseline: str | None = None, with_ratios: bool = True
+) -> list[Group]:
+    """Build the tables from `Store.group_samples()` rows (one dict per stored report).
+
+    with_ratios=False skips the bootstrap (for the plot, which needs only medians)."""
     by_row: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
         by_row[(r["device"], r["runtime"], r["accelerator"], r["model"], r["precision"], bool(r["emulated"]))].append(r)
@@ -111,12 +115,12 @@ def summarize_groups(runs: list[dict[str, Any]], *, baseline: str | None = None)
         refs = {"freenet_s2": PAIR[0], "starnet_s4": PAIR[1]}
         if baseline:
             refs["baseline"] = baseline
-        for row in rows:
+        for row in rows if with_ratios else ():
             row.ratios = {k: _ratio(row, real.get((name, row.precision))) for k, name in refs.items()}
         pair = None
         for precision in ("fp32", "fp16", "int8"):
             a, b = real.get((PAIR[0], precision)), real.get((PAIR[1], precision))
-            if a is not None and b is not None:
+            if with_ratios and a is not None and b is not None:
                 pair = a.ratios["starnet_s4"]
                 break
         groups.append(Group(dev, rt, acc, rows, pair))

@@ -1,0 +1,91 @@
+"""Dashboard HTML and the latency-vs-MACs plot, rendered on the server.
+
+This module owns the human-facing pages: the index (one table per device x runtime x
+accelerator from `device_bench.summary`, FreeNet vs StarNet vs MobileNet with ratio columns and
+intervals, emulated runs flagged), one page per stored report, and the latency-vs-MACs SVG drawn
+with matplotlib (no JavaScript, no CDN: the server may have no internet). Missing values show "—".
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from urllib.parse import urlencode
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from device_bench.schema import Report
+from device_bench.stats import fmt, fmt_ratio
+from device_bench.store import Store
+from device_bench.summary import PAIR
+
+_env = Environment(loader=PackageLoader("device_bench", "templates"), autoescape=select_autoescape())
+_env.filters["ms"] = fmt
+_env.filters["ratio"] = fmt_ratio
+_env.globals["PAIR"] = PAIR
+# matplotlib's global state (font cache, rcParams) is not thread-safe; the server renders from
+# worker threads.
+_plot_lock = threading.Lock()
+FAMILY_COLORS = {"FreeNet": "#d62728", "StarNet": "#1f77b4", "MobileNet": "#2ca02c", "other": "#7f7f7f"}
+
+
+def render_index(store: Store, *, baseline: str | None = None, device: str | None = None,
+                 runtime: str | None = None, accelerator: str | None = None) -> str:
+    groups = store.summary(baseline=baseline, device=device, runtime=runtime, accelerator=accelerator)
+    for g in groups:
+        g.plot_url = "/plots/latency_vs_macs.svg?" + urlencode(
+            {"device": g.device, "runtime": g.runtime, "accelerator": g.accelerator})
+    return _env.get_template("index.html").render(
+        groups=groups,
+        latest=store.query(limit=20, device=device, runtime=runtime, accelerator=accelerator),
+        total=store.count(),
+        baseline=baseline,
+        choices={"model": store.distinct("model"), "device": store.distinct("device"),
+                 "runtime": store.distinct("runtime"), "accelerator": store.distinct("accelerator")},
+        selected={"device": device, "runtime": runtime, "accelerator": accelerator},
+    )
+
+
+def render_report(report: Report) -> str:
+    return _env.get_template("report.html").render(
+        r=report, text=json.dumps(json.loads(report.model_dump_json()), indent=2))
+
+
+def latency_vs_macs_svg(store: Store, *, device: str | None = None, runtime: str | None = None,
+                        accelerator: str | None = None) -> bytes:
+    """Median latency (p10–p90 bars) against GMACs, one colour per model family.
+
+    Emulated rows and rows without MACs or raw samples are left out (the title says how many)."""
+    groups = store.summary(device=device, runtime=runtime, accelerator=accelerator, with_ratios=False)
+    rows = [r for g in groups for r in g.rows]
+    points = [r for r in rows if r.comparable and r.macs]
+    with _plot_lock:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+        ax = fig.subplots()
+        for family, color in FAMILY_COLORS.items():
+            fam = [r for r in points if r.family == family]
+            if not fam:
+                continue
+            x = [r.macs / 1e9 for r in fam]
+            y = [r.stats.median for r in fam]
+            err = [[r.stats.median - r.stats.p10 for r in fam], [r.stats.p90 - r.stats.median for r in fam]]
+            ax.errorbar(x, y, yerr=err, fmt="o", color=color, label=family, capsize=3)
+            for r, xi, yi in zip(fam, x, y):
+                ax.annotate(f"{r.model} {r.precision}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel("GMACs per inference")
+        ax.set_ylabel("median latency (ms), p10–p90")
+        left_out = len(rows) - len(points)
+        title = " · ".join(v for v in (device, runtime, accelerator) if v) or "all devices"
+        ax.set_title(f"{title}" + (f" ({left_out} rows without MACs/samples or emulated not shown)" if left_out else ""),
+                     fontsize=8)
+        if points:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no real-hardware runs with MACs yet", ha="center", va="center", transform=ax.transAxes)
+        ax.grid(True, alpha=0.3)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="svg")
+    return buf.getvalue()
