@@ -1,0 +1,197 @@
+"""Every rewrite pass: op counts before/after, a no-match case, exact numerics, a valid graph that
+re-exports, and idempotence (STYLE.md rule 4)."""
+
+from __future__ import annotations
+
+import collections
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import freenet  # noqa: F401
+from export.passes import (
+    ALL_PASSES,
+    decompose_hardswish,
+    fold_batchnorm,
+    fold_channel_permutation,
+    mean_keepdim,
+    merge_branch_convs,
+    prepare,
+    split_to_slice,
+)
+from freenet import create_model
+from freenet.layers import S2Mixer
+
+X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+def ops(gm) -> collections.Counter:
+    return collections.Counter(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
+
+
+def exported(model: nn.Module, x: torch.Tensor = X):
+    with torch.no_grad():
+        return torch.export.export(model.eval(), (x,)).module()
+
+
+def assert_parity_and_valid(gm, ref: torch.Tensor, x: torch.Tensor = X, tol: float = 1e-5):
+    gm.graph.lint()
+    with torch.no_grad():
+        out = gm(x)
+        torch.testing.assert_close(out, ref, rtol=0, atol=tol * ref.abs().max().item())
+        torch.export.export(gm, (x,))  # still a valid, exportable graph
+
+
+class Splitter(nn.Module):
+    def forward(self, x):
+        a, b = torch.split(x, [1, 2], dim=1)
+        c, d = x.chunk(2, dim=2)
+        return torch.cat([a * 2, b], 1).sum() + (c - d).sum()
+
+
+class Pools(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        return self.pool(x).flatten(1) + x.mean((2, 3))
+
+
+class ConvBNs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.b2, self.c2 = nn.BatchNorm2d(8), nn.Conv2d(8, 4, 1)
+        for bn in (self.b1, self.b2):  # non-trivial statistics
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            bn.weight.data.uniform_(0.5, 2)
+            bn.bias.data.uniform_(-1, 1)
+
+    def forward(self, x):
+        return self.c2(self.b2(torch.relu(self.b1(self.c1(x)))))
+
+
+GRAPH_CASES = [
+    # pass, model, ops that must disappear, op that must appear
+    (split_to_slice, Splitter, {"aten.split_with_sizes.default", "aten.chunk.default"}, "aten.slice.Tensor"),
+    (mean_keepdim, Pools, {"aten.adaptive_avg_pool2d.default"}, "aten.mean.dim"),
+    (decompose_hardswish, lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.Hardswish(), nn.Hardsigmoid()), {"aten.hardswish.default", "aten.hardsigmoid.default"}, "aten.clamp.default"),
+    (fold_batchnorm, ConvBNs, {"aten.batch_norm.default"}, "aten.conv2d.default"),
+]
+
+
+@pytest.mark.parametrize("pass_, make, gone, present", GRAPH_CASES, ids=[c[0].NAME for c in GRAPH_CASES])
+def test_graph_pass(pass_, make, gone, present):
+    torch.manual_seed(0)
+    model = make().eval()
+    with torch.no_grad():
+        ref = model(X)
+    gm = exported(model)
+    before = ops(gm)
+    assert gone & set(before), f"test model lacks the pattern: {before}"
+    n = pass_.run(gm)
+    after = ops(gm)
+    assert n > 0
+    assert not (gone & set(after)), after
+    assert after[present] >= 1
+    assert_parity_and_valid(gm, ref)
+    assert pass_.run(gm) == 0  # idempotent
+    assert pass_.BEFORE and "->" in pass_.BEFORE
+
+
+@pytest.mark.parametrize("pass_", [split_to_slice, mean_keepdim, decompose_hardswish, fold_batchnorm], ids=lambda p: p.NAME)
+def test_graph_pass_no_match(pass_):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+    gm = exported(model)
+    before = ops(gm)
+    assert pass_.run(gm) == 0
+    assert ops(gm) == before
+
+
+def test_fold_batchnorm_keeps_bn_feeding_two_consumers():
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn, self.c = nn.BatchNorm2d(3), nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            y = self.bn(x)
+            return self.c(y) + y
+
+    gm = exported(Two())
+    assert fold_batchnorm.run(gm) == 0
+
+
+def _freenet(name="freenet_tiny", **kw):
+    torch.manual_seed(0)
+    m = create_model(name, **kw)
+    for mod in m.modules():  # random BN statistics so permutation mistakes show numerically
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 1.5)
+    return m.eval()
+
+
+def test_fold_channel_permutation():
+    model = _freenet()
+    with torch.no_grad():
+        ref = model(X)
+    before = ops(exported(model))
+    m = copy.deepcopy(model)
+    n = fold_channel_permutation.run(m)
+    assert n == sum(m.cfg.depths)
+    assert all(s.layout == "contiguous" for s in m.modules() if isinstance(s, S2Mixer))
+    after = ops(exported(m))
+    # the 5-D reshapes around every mixer are gone
+    assert after["aten.reshape.default"] + after["aten.view.default"] < before["aten.reshape.default"] + before["aten.view.default"]
+    assert all(n.meta["val"].dim() <= 4 for n in exported(m).graph.nodes if n.op == "call_function" and hasattr(n.meta.get("val"), "dim"))
+    assert_parity_and_valid(exported(m), ref)
+    assert fold_channel_permutation.run(m) == 0
+
+
+def test_fold_channel_permutation_no_match_and_refusal():
+    starnet = create_model("starnet_s050")
+    assert fold_channel_permutation.run(starnet) == 0
+    dense_gn = create_model("freenet_tiny", norm="groupnorm")
+    assert "GroupNorm" in fold_channel_permutation.check(dense_gn)
+    with pytest.raises(ValueError, match="GroupNorm"):
+        fold_channel_permutation.run(dense_gn)
+
+
+@pytest.mark.parametrize("kw", [{}, {"equimo": True}], ids=["dense", "equimo"])
+def test_merge_branch_convs(kw):
+    model = _freenet("freenet_s1", **kw)
+    with torch.no_grad():
+        ref = model(X)
+    m = copy.deepcopy(model)
+    fold_channel_permutation.run(m)
+    convs_before = ops(exported(m))["aten.conv2d.default"]
+    n = merge_branch_convs.run(m)
+    assert n > 0
+    assert ops(exported(m))["aten.conv2d.default"] == convs_before - n
+    assert_parity_and_valid(exported(m), ref)
+    assert merge_branch_convs.run(m) == 0
+
+
+def test_merge_branch_convs_no_match_on_grouped_layout():
+    assert merge_branch_convs.run(_freenet()) == 0  # grouped layout: not merged
+
+
+@pytest.mark.parametrize("name", ["freenet_s2", "mobilenet_v3_small", "starnet_s1"])
+def test_prepare_all_passes_exact(name):
+    model = _freenet(name) if name.startswith("freenet") else create_model(name)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model(x)
+    gm, results = prepare(model, x, list(ALL_PASSES))
+    assert [r.name for r in results] == list(ALL_PASSES)
+    assert_parity_and_valid(gm, ref, x)
+
+
+def test_prepare_rejects_unknown_pass():
+    with pytest.raises(ValueError, match="available"):
+        prepare(create_model("freenet_tiny"), X, ["fold_everything"])
