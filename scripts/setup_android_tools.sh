@@ -9,15 +9,15 @@ set -euo pipefail
 
 TOOLS="${FREENET_TOOLS:-$HOME/.cache/freenet-deploy}"
 ANDROID="$TOOLS/android"
-STAMP="$ANDROID/.ready-v1"
-APT_PKGS=(default-jdk-headless junit4 aapt zipalign apksigner dexdump)
+STAMP="$ANDROID/.ready-v2"
+APT_PKGS=(default-jdk-headless junit4 aapt zipalign apksigner dexdump zip)
 
 log() { printf '[setup_android_tools] %s\n' "$*"; }
 
 have_all() {
   [[ -f "$STAMP" && -f "$ANDROID/android.jar" && -f "$ANDROID/dx.jar" && -f "$ANDROID/debug.keystore" ]] || return 1
   local t
-  for t in javac java keytool aapt2 zipalign apksigner dexdump; do
+  for t in javac java keytool aapt2 zipalign apksigner dexdump zip; do
     command -v "$t" >/dev/null 2>&1 || return 1
   done
   [[ -f /usr/share/java/junit4.jar && -f /usr/share/java/hamcrest-core.jar ]] || return 1
@@ -92,7 +92,7 @@ if [[ ! -f "$ANDROID/debug.keystore" ]]; then
     -dname "CN=Android Debug,O=Android,C=US" -noprompt >/dev/null
 fi
 
-for t in javac java keytool aapt2 zipalign apksigner dexdump; do
+for t in javac java keytool aapt2 zipalign apksigner dexdump zip; do
   command -v "$t" >/dev/null 2>&1 || { log "ERROR: $t not on PATH after install"; exit 1; }
 done
 touch "$STAMP"

@@ -88,6 +88,33 @@ public final class AggregatorClient {
     }
   }
 
+  /**
+   * {@code GET /api/v1/bundles}: the bundle names the server offers (lets the app default to
+   * the only one when the user left the bundle setting empty).
+   */
+  public java.util.List<String> listBundles() throws IOException {
+    HttpURLConnection c = open("/api/v1/bundles", "GET");
+    try {
+      int code = c.getResponseCode();
+      String body = readBody(c, code, MAX_MANIFEST_BYTES);
+      if (code != 200) {
+        throw new HttpStatusException("GET /api/v1/bundles", code, snippet(body));
+      }
+      Object list = Json.parseObject(body).get("bundles");
+      java.util.List<String> out = new java.util.ArrayList<String>();
+      if (list instanceof java.util.List) {
+        for (Object o : (java.util.List<?>) list) {
+          if (o instanceof String) {
+            out.add((String) o);
+          }
+        }
+      }
+      return out;
+    } finally {
+      c.disconnect();
+    }
+  }
+
   /** {@code GET /api/v1/bundles/{bundle}/manifest.json}. */
   public BundleManifest fetchManifest(String bundle) throws IOException {
     String path = "/api/v1/bundles/" + segment(bundle) + "/manifest.json";

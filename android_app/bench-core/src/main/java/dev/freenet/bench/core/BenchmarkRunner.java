@@ -71,6 +71,9 @@ public final class BenchmarkRunner {
     String bundle = cfg.bundle.trim();
     listener.onMessage("fetching manifest of bundle " + bundle + " from " + client.baseUrl());
     BundleManifest manifest = client.fetchManifest(bundle);
+    for (String skipped : manifest.notExported) {
+      listener.onMessage("not measured, the export did not produce it: " + skipped);
+    }
     List<Report> reports = new ArrayList<Report>();
     for (BundleManifest.Artifact artifact : manifest.artifacts) {
       if (cfg.artifactFilter != null

@@ -15,11 +15,15 @@ import java.util.Map;
  */
 public final class BundleManifest {
   public final String bundleId;
+  /** Artifacts the export produced (status "ok"): the ones a phone can measure. */
   public final List<Artifact> artifacts;
+  /** "id: status (error)" of artifacts whose export failed or was skipped; nothing to run. */
+  public final List<String> notExported;
 
-  BundleManifest(String bundleId, List<Artifact> artifacts) {
+  BundleManifest(String bundleId, List<Artifact> artifacts, List<String> notExported) {
     this.bundleId = bundleId;
     this.artifacts = Collections.unmodifiableList(artifacts);
+    this.notExported = Collections.unmodifiableList(notExported);
   }
 
   /** A manifest that is not what the protocol describes. */
@@ -33,7 +37,7 @@ public final class BundleManifest {
   public static final class TensorSpec {
     public final String name;
     public final long[] shape;
-    public final String layout; // "NCHW" | "NHWC"; null for outputs
+    public final String layout; // "NCHW" | "NHWC" | "NC"; null for outputs
     public final String dtype;
 
     TensorSpec(String name, long[] shape, String layout, String dtype) {
@@ -81,6 +85,8 @@ public final class BundleManifest {
     public final List<TensorSpec> inputs;
     public final List<TensorSpec> outputs;
     public final Reference reference; // null when the bundle has none
+    public final Long macs; // nullable
+    public final Long params; // nullable
 
     Artifact(
         String id,
@@ -93,7 +99,9 @@ public final class BundleManifest {
         long sizeBytes,
         List<TensorSpec> inputs,
         List<TensorSpec> outputs,
-        Reference reference) {
+        Reference reference,
+        Long macs,
+        Long params) {
       this.id = id;
       this.model = model;
       this.format = format;
@@ -105,6 +113,8 @@ public final class BundleManifest {
       this.inputs = Collections.unmodifiableList(inputs);
       this.outputs = Collections.unmodifiableList(outputs);
       this.reference = reference;
+      this.macs = macs;
+      this.params = params;
     }
 
     @Override
@@ -126,10 +136,21 @@ public final class BundleManifest {
       throw new ManifestException("manifest has no \"artifacts\" list");
     }
     List<Artifact> artifacts = new ArrayList<Artifact>();
+    List<String> notExported = new ArrayList<String>();
     for (Object o : (List<?>) arts) {
-      artifacts.add(artifact(asMap(o, "artifact")));
+      Map<String, Object> a = asMap(o, "artifact");
+      // The export records failed/skipped formats in the manifest too (with no file): they
+      // are reported by the export, not measured by phones.
+      String status = optStr(a, "status");
+      if (status != null && !"ok".equals(status)) {
+        String err = optStr(a, "error");
+        notExported.add(
+            str(a, "id", "artifact") + ": " + status + (err == null ? "" : " (" + err + ")"));
+        continue;
+      }
+      artifacts.add(artifact(a));
     }
-    return new BundleManifest(bundleId, artifacts);
+    return new BundleManifest(bundleId, artifacts, notExported);
   }
 
   private static Artifact artifact(Map<String, Object> a) {
@@ -159,6 +180,8 @@ public final class BundleManifest {
               outSha);
     }
     Object size = a.get("size_bytes");
+    Object macs = a.get("macs");
+    Object params = a.get("params");
     return new Artifact(
         id,
         str(a, "model", where),
@@ -170,7 +193,9 @@ public final class BundleManifest {
         size instanceof Number ? ((Number) size).longValue() : -1,
         inputs,
         outputs,
-        ref);
+        ref,
+        macs instanceof Long ? (Long) macs : null,
+        params instanceof Long ? (Long) params : null);
   }
 
   private static List<TensorSpec> tensors(Object o, String where, boolean isInput) {

@@ -92,6 +92,12 @@ public final class Report {
     if (bundle != null) {
       model.put("bundle", bundle);
     }
+    if (artifact.macs != null) {
+      model.put("macs", artifact.macs);
+    }
+    if (artifact.params != null) {
+      model.put("params", artifact.params);
+    }
     m.put("model", model);
 
     Map<String, Object> timing = new LinkedHashMap<String, Object>();

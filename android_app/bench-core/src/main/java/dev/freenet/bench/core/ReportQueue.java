@@ -86,6 +86,14 @@ public final class ReportQueue {
    * failure (network error, 5xx, 401) because the next ones would fail the same way.
    */
   public FlushResult flush(AggregatorClient client) {
+    // One lock for all queues: the app's uploader thread and the runner may flush the same
+    // directory at once, and a report must not be posted twice in parallel.
+    synchronized (ReportQueue.class) {
+      return flushLocked(client);
+    }
+  }
+
+  private FlushResult flushLocked(AggregatorClient client) {
     FlushResult r = new FlushResult();
     List<File> files = pendingFiles();
     int i = 0;

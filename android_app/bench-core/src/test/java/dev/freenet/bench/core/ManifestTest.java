@@ -32,6 +32,14 @@ public class ManifestTest {
     assertEquals(192, a.inputs.get(0).elementCount());
     assertEquals("NCHW", a.inputs.get(0).layout);
     assertTrue(Sha256.isHex(a.reference.outputSha256));
+    assertEquals(Long.valueOf(192), a.macs);
+  }
+
+  @Test
+  public void failedExportsAreListedNotMeasured() throws Exception {
+    BundleManifest m = BundleManifest.parse(Json.write(sample()));
+    assertEquals(1, m.notExported.size());
+    assertTrue(m.notExported.get(0), m.notExported.get(0).startsWith("fake_vulkan_failed: failed"));
   }
 
   @Test

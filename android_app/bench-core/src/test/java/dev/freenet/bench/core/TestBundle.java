@@ -53,6 +53,8 @@ final class TestBundle {
       Map<String, Object> a = new LinkedHashMap<String, Object>();
       a.put("id", id);
       a.put("model", "fake_scale");
+      a.put("model_family", "fake");
+      a.put("status", "ok");
       a.put("config_hash", "0");
       a.put("format", format);
       a.put("target", format.equals("onnx") ? "onnxruntime-nnapi" : "litert-gpu");
@@ -79,9 +81,29 @@ final class TestBundle {
       ref.put("dtype", "float32");
       ref.put("input_sha256", Sha256.of(in));
       ref.put("output_sha256", Sha256.of(out));
+      ref.put("seed", 0L);
       a.put("reference", ref);
+      a.put("macs", (long) n);
+      a.put("params", 1L);
       arts.add(a);
     }
+    // The export lists formats it could not produce, with no file: phones must skip them.
+    Map<String, Object> failed = new LinkedHashMap<String, Object>();
+    failed.put("id", "fake_vulkan_failed");
+    failed.put("model", "fake_scale");
+    failed.put("model_family", "fake");
+    failed.put("config_hash", "0");
+    failed.put("format", "executorch");
+    failed.put("target", "executorch-vulkan");
+    failed.put("precision", "fp32");
+    failed.put("status", "failed");
+    failed.put("error", "lowering failed");
+    failed.put("file", null);
+    failed.put("sha256", null);
+    failed.put("inputs", new ArrayList<Object>());
+    failed.put("outputs", new ArrayList<Object>());
+    failed.put("reference", null);
+    arts.add(failed);
     Map<String, Object> manifest = new LinkedHashMap<String, Object>();
     manifest.put("schema_version", "1");
     manifest.put("bundle_id", bundleId);
