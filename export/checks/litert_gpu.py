@@ -220,10 +220,10 @@ def run_litert_gpu(
     """
     if mode not in ("gpu", "gpu+cpu"):
         raise ValueError(f"mode must be 'gpu' or 'gpu+cpu', not {mode!r}")
+    driver = swiftshader_dir(tools_root)
     model_path = Path(model_path).resolve()
     if not model_path.is_file():
         raise FileNotFoundError(f"no such .tflite file: {model_path}")
-    driver = swiftshader_dir(tools_root)
     if isinstance(inputs, np.ndarray):
         inputs = [inputs]
 
