@@ -1,9 +1,86 @@
-"""`freenet export` command (filled in by the export work)."""
+"""`freenet export`: build a verified model bundle from registered models (thin layer over api.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def status_table(rows: list[dict], title: str = "Export status") -> Table:
+    table = Table(title=title, show_lines=False)
+    for col in ("model", "format", "target", "precision", "status", "size MB", "parity", "delegate coverage", "time s", "reason"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        style = {"ok": "green", "failed": "red"}.get(r["status"], "yellow")
+        table.add_row(
+            r["model"], r["format"], r["target"], r["precision"], f"[{style}]{r['status']}[/]",
+            "—" if r["size_mb"] is None else f"{r['size_mb']:.2f}",
+            r["parity"] or "—", r["coverage"] or "—",
+            "—" if r["seconds"] is None else f"{r['seconds']:.1f}", r["reason"] or "",
+        )
+    return table
+
+
+def export(
+    models: Annotated[list[str], typer.Argument(help="Registered model names, or timm:<name>.")],
+    formats: Annotated[str, typer.Option(help="Comma list of onnx,coreml,tflite,executorch.")] = "onnx,coreml,tflite,executorch",
+    precision: Annotated[str, typer.Option(help="Comma list of fp32,fp16,int8.")] = "fp32,fp16",
+    targets: Annotated[str | None, typer.Option(help="Comma list of targets (default: the mobile-GPU target of each format, plus ExecuTorch XNNPACK).")] = None,
+    out: Annotated[Path, typer.Option(help="Bundle directory.")] = Path("bundles/default"),
+    passes: Annotated[str | None, typer.Option(help="Comma list of rewrite passes (default set when omitted; '' for none).")] = None,
+    no_passes: Annotated[bool, typer.Option("--no-passes", help="Switch every rewrite pass off (to see what breaks).")] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing bundle.")] = False,
+    reuse: Annotated[bool, typer.Option(help="Keep up-to-date artifacts of an existing bundle, rebuild the rest.")] = False,
+    checkpoint: Annotated[Path | None, typer.Option(help="Local checkpoint (e.g. from `freenet train`).")] = None,
+    input_size: Annotated[int | None, typer.Option(help="Square input size (default: the model's).")] = None,
+    nhwc: Annotated[bool, typer.Option(help="TFLite: NHWC input/output tensors.")] = False,
+) -> None:
+    """Export models to ONNX / Core ML / TFLite / ExecuTorch with rewrite passes, verify every artifact."""
+    from .api import ExportError, ExportPlan, export_bundle, summarize
+    from .passes import DEFAULT_PASSES
+
+    if force and reuse:
+        raise typer.BadParameter("--force and --reuse exclude each other")
+    selected = [] if no_passes else (list(DEFAULT_PASSES) if passes is None else _csv(passes))
+    plan = ExportPlan(
+        models=models, formats=_csv(formats), precisions=_csv(precision), targets=_csv(targets) if targets else None,
+        passes=selected, out_dir=out, on_existing="overwrite" if force else "reuse" if reuse else "error",
+        checkpoint=checkpoint, input_size=input_size, channels_last_io=nhwc,
+    )
+    try:
+        total = len(plan.jobs())
+    except (ExportError, ValueError) as e:
+        console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from None
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("exporting", total=total)
+
+        def report(what: str, done: int, _total: int) -> None:
+            progress.update(task, completed=done, description=what)
+
+        try:
+            manifest = export_bundle(plan, report)
+        except ExportError as e:
+            console.print(f"[red]error:[/] {e}")
+            raise typer.Exit(2) from None
+    console.print(status_table(summarize(manifest.artifacts)), width=max(console.width, 180))
+    failed = [a for a in manifest.artifacts if a.status != "ok"]
+    console.print(f"bundle {out} ({manifest.bundle_id}): {len(manifest.artifacts) - len(failed)} ok, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    """Add the export commands to the root CLI."""
+    app.command("export")(export)

@@ -85,6 +85,7 @@ class Artifact(_Model):
     model: str
     model_family: str
     config_hash: str
+    weights: str = Field("random", description="'random(seed=N)' or 'checkpoint:<sha256>'")
     format: Format
     target: str
     precision: Precision

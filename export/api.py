@@ -1,0 +1,411 @@
+"""Export orchestration: models -> rewrite passes -> every format -> verified model bundle.
+
+This module owns the bundle layout and the flow; the formats live in export/backends (one module
+each) and the rewrites in export/passes. For every requested model x format x target x precision it
+converts in a staging directory, checks parity against eager PyTorch on a fixed reference input
+(and top-1 agreement on real images for int8), records delegate coverage, and only then moves the
+artifact into the bundle and the manifest (written atomically after every artifact). A failure in
+one format is recorded with its reason and never stops the others.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from freenet import create_model, model_info
+from freenet.freenet import FreeNet
+from freenet.profile import count_macs, count_params
+
+from .backends import BACKENDS, load_backend
+from .backends.base import BackendResult, ExportRequest, NotRunnableHere, package_version
+from .manifest import Artifact, Manifest, Parity, PassRecord, Reference, TensorSpec, sha256_file
+from .passes import DEFAULT_PASSES, PassResult, prepare, validate
+
+# One primary target per format unless the user asks for others: the mobile-GPU path where a
+# format has one, plus XNNPACK for ExecuTorch (the only .pte that runs here).
+DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
+    "onnx": ("onnxruntime-nnapi",),
+    "coreml": ("coreml-cpu-gpu",),
+    "tflite": ("litert-gpu",),
+    "executorch": ("executorch-xnnpack", "executorch-vulkan"),
+}
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}  # max abs diff relative to the output's max abs value
+EXTENSIONS = {"onnx": ".onnx", "coreml": ".mlpackage", "tflite": ".tflite", "executorch": ".pte"}
+BACKEND_PACKAGES = {
+    "onnx": ("torch", "onnx", "onnxruntime", "onnxscript"),
+    "coreml": ("torch", "coremltools"),
+    "tflite": ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
+    "executorch": ("torch", "executorch"),
+}
+
+
+class ExportError(Exception):
+    """A problem with the request itself (bad names, unusable output directory)."""
+
+
+@dataclass
+class ExportPlan:
+    models: list[str]
+    formats: list[str] = field(default_factory=lambda: list(BACKENDS))
+    precisions: list[str] = field(default_factory=lambda: ["fp32", "fp16"])
+    targets: list[str] | None = None  # None: DEFAULT_TARGETS of each format
+    passes: list[str] = field(default_factory=lambda: list(DEFAULT_PASSES))
+    out_dir: Path = Path("bundles/default")
+    on_existing: str = "error"  # "error" | "overwrite" | "reuse"
+    checkpoint: Path | None = None
+    input_size: int | None = None
+    seed: int = 0
+    channels_last_io: bool = False
+    agreement_images: int = 32
+
+    def jobs(self) -> list[tuple[str, str, str, str]]:
+        """(model, format, target, precision) in execution order, after validating every name."""
+        bad_formats = [f for f in self.formats if f not in BACKENDS]
+        if bad_formats:
+            raise ExportError(f"unknown format(s) {bad_formats}; valid: {list(BACKENDS)}")
+        all_precisions = sorted({p for b in BACKENDS.values() for p in b.precisions})
+        bad_prec = [p for p in self.precisions if p not in all_precisions]
+        if bad_prec:
+            raise ExportError(f"unknown precision(s) {bad_prec}; valid: {all_precisions}")
+        if self.on_existing not in ("error", "overwrite", "reuse"):
+            raise ExportError("on_existing must be 'error', 'overwrite' or 'reuse'")
+        for m in self.models:
+            try:
+                model_info(m)
+            except ValueError as e:
+                raise ExportError(str(e)) from None
+        validate(self.passes)
+        out = []
+        for fmt in self.formats:
+            spec = BACKENDS[fmt]
+            targets = [t for t in self.targets if t in spec.targets] if self.targets else list(DEFAULT_TARGETS[fmt])
+            if self.targets and not targets:
+                continue
+            for m in self.models:
+                for t in targets:
+                    for p in self.precisions:
+                        if p not in spec.precisions:
+                            raise ExportError(f"{fmt} does not support precision {p!r}; valid: {list(spec.precisions)}")
+                        out.append((m, fmt, t, p))
+        if self.targets:
+            known = {t for b in BACKENDS.values() for t in b.targets}
+            unknown = [t for t in self.targets if t not in known]
+            if unknown:
+                raise ExportError(f"unknown target(s) {unknown}; valid: {sorted(known)}")
+            unused = [t for t in self.targets if not any(t in BACKENDS[f].targets for f in self.formats)]
+            if unused:
+                raise ExportError(
+                    f"target(s) {unused} belong to none of the formats {self.formats}; "
+                    + "; ".join(f"{f}: {', '.join(BACKENDS[f].targets)}" for f in self.formats)
+                )
+        if not out:
+            raise ExportError("nothing to export: no model x format x target x precision combination selected")
+        return out
+
+
+@dataclass
+class PreparedModel:
+    name: str
+    family: str
+    config_hash: str
+    weights: str
+    example: torch.Tensor
+    graph: torch.nn.Module
+    eager: torch.nn.Module
+    passes: list[PassResult]
+    mean: list[float]
+    std: list[float]
+    params: int
+    macs: int
+    reference: Reference
+    ref_in: np.ndarray
+    ref_out: np.ndarray
+    images: torch.Tensor  # real, normalised images for calibration and int8 agreement
+
+
+def _check_out_dir(out: Path, on_existing: str) -> None:
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a directory")
+    if (out / "manifest.json").exists() and on_existing == "error":
+        raise ExportError(f"{out} already holds a bundle; use --force to overwrite it or --reuse to keep up-to-date artifacts")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{uuid.uuid4().hex}"
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as e:
+        raise ExportError(f"cannot write to {out}: {e.strerror or e}") from None
+    if on_existing == "overwrite":
+        for child in out.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _config_hash(name: str, model: torch.nn.Module, kwargs: dict) -> str:
+    if isinstance(model, FreeNet):
+        return model.cfg.config_hash()
+    blob = json.dumps({"name": name, "kwargs": kwargs, "arch": repr(model)}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _real_images(size: tuple[int, int, int], n: int, mean: list[float], std: list[float]) -> torch.Tensor:
+    """Real images from the digits that ship with scikit-learn, resized to the model's input and
+    normalised with the model's own mean/std (a checkpoint trained on them uses the same)."""
+    from freenet.data import DIGITS_MEAN, DIGITS_STD, digits_tensors
+
+    x, _ = digits_tensors(size[1])
+    x = x[:n] * torch.tensor(DIGITS_STD).view(1, 3, 1, 1) + torch.tensor(DIGITS_MEAN).view(1, 3, 1, 1)  # back to [0, 1]
+    if size[2] != size[1]:
+        x = torch.nn.functional.interpolate(x, size=size[1:], mode="bilinear", align_corners=False)
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+def prepare_model(name: str, plan: ExportPlan, bundle: Path) -> PreparedModel:
+    info = model_info(name)
+    kwargs: dict = {}
+    torch.manual_seed(plan.seed)
+    model = create_model(name, checkpoint=plan.checkpoint)
+    if plan.checkpoint is not None:
+        meta = torch.load(plan.checkpoint, map_location="cpu", weights_only=True).get("meta", {})
+        size = tuple(meta.get("input_size", info.input_size))
+        mean, std = list(meta.get("mean", info.mean)), list(meta.get("std", info.std))
+        weights = f"checkpoint:{sha256_file(Path(plan.checkpoint))}"
+    else:
+        size, mean, std = info.input_size, list(info.mean), list(info.std)
+        weights = f"random(seed={plan.seed})"
+    if plan.input_size:
+        size = (size[0], plan.input_size, plan.input_size)
+    images = _real_images(size, max(plan.agreement_images, 8), mean, std)
+    example = images[:1].clone()
+    graph, passes = prepare(model, example, plan.passes)
+    with torch.no_grad():
+        ref_out = model(example).numpy().astype("<f4")
+    ref_in = example.numpy().astype("<f4")
+    ref_dir = bundle / "reference"
+    ref_dir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for kind, arr in (("input", ref_in), ("output", ref_out)):
+        path = ref_dir / f"{name}.{kind}.f32"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(arr.tobytes())
+        tmp.replace(path)
+        files[kind] = path
+    reference = Reference(
+        input_file=str(files["input"].relative_to(bundle)),
+        output_file=str(files["output"].relative_to(bundle)),
+        input_sha256=sha256_file(files["input"]),
+        output_sha256=sha256_file(files["output"]),
+        seed=plan.seed,
+    )
+    return PreparedModel(
+        name, info.family, _config_hash(name, model, kwargs), weights, example, graph, model, passes, mean, std,
+        count_params(model), count_macs(model, size), reference, ref_in, ref_out, images,
+    )
+
+
+def _parity(backend, path: Path, pm: PreparedModel, target: str, precision: str, images: int) -> Parity:
+    try:
+        out = np.asarray(backend.run(path, pm.ref_in, target), dtype=np.float32).reshape(pm.ref_out.shape)
+    except NotRunnableHere as e:
+        return Parity(checked=False, note=str(e))
+    scale = float(np.abs(pm.ref_out).max()) or 1.0
+    diff = float(np.abs(out - pm.ref_out).max())
+    parity = Parity(checked=True, max_abs_diff=diff, rel_diff=diff / scale)
+    if precision in TOLERANCE:
+        parity.tolerance = TOLERANCE[precision]
+        parity.passed = parity.rel_diff <= parity.tolerance
+    else:  # int8: top-1 agreement with eager fp32 on real images
+        xs = pm.images[:images]
+        with torch.no_grad():
+            ref_top1 = pm.eager(xs).argmax(1).numpy()
+        got = np.array([np.asarray(backend.run(path, x[None].numpy(), target)).reshape(-1).argmax() for x in xs])
+        parity.top1_agreement = float((got == ref_top1).mean())
+        parity.images = len(xs)
+        parity.note = "top-1 agreement with eager fp32 on real digits images"
+    return parity
+
+
+def _tool_versions(fmt: str) -> dict[str, str]:
+    return {p: package_version(p) for p in BACKEND_PACKAGES[fmt]}
+
+
+def _reusable(old: Artifact | None, pm: PreparedModel, plan: ExportPlan, bundle: Path, versions: dict) -> bool:
+    if old is None or old.status != "ok" or old.file is None:
+        return False
+    path = bundle / old.file
+    same = (
+        old.config_hash == pm.config_hash
+        and old.weights == pm.weights
+        and [p.name for p in old.passes] == [p.name for p in pm.passes]
+        and old.tool_versions == versions
+        and old.reference is not None
+        and old.reference.output_sha256 == pm.reference.output_sha256
+    )
+    if not same or not path.exists():
+        return False
+    return old.sha256 == (sha256_file(path) if path.is_file() else _dir_sha256(path))
+
+
+def _dir_sha256(path: Path) -> str:
+    """sha256 over a directory artifact (.mlpackage): relative paths and file digests, sorted."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def export_one(pm: PreparedModel, fmt: str, target: str, precision: str, plan: ExportPlan, bundle: Path, bundle_id: str) -> Artifact:
+    art_id = f"{pm.name}.{fmt}.{target}.{precision}"
+    versions = _tool_versions(fmt)
+    art = Artifact(
+        id=art_id, model=pm.name, model_family=pm.family, config_hash=pm.config_hash, weights=pm.weights,
+        format=fmt, target=target, precision=precision, status="failed",
+        passes=[PassRecord(name=p.name, rewrites=p.rewrites, before=p.before) for p in pm.passes],
+        tool_versions=versions, reference=pm.reference, params=pm.params, macs=pm.macs,
+    )
+    t0 = time.perf_counter()
+    staging = bundle / ".staging" / uuid.uuid4().hex
+    try:
+        backend = load_backend(fmt)
+        staging.mkdir(parents=True)
+        metadata = {
+            "freenet.bundle_id": bundle_id,
+            "freenet.artifact_id": art_id,
+            "freenet.model": pm.name,
+            "freenet.config_hash": pm.config_hash,
+            "freenet.weights": pm.weights,
+            "freenet.target": target,
+            "freenet.precision": precision,
+            "freenet.passes": json.dumps([(p.name, p.rewrites) for p in pm.passes]),
+            "freenet.mean": json.dumps(pm.mean),
+            "freenet.std": json.dumps(pm.std),
+            "freenet.tool_versions": json.dumps(versions),
+        }
+        req = ExportRequest(
+            model=pm.graph, example_input=pm.example, out_path=staging / f"model{EXTENSIONS[fmt]}", target=target,
+            precision=precision, metadata=metadata, calibration=pm.images, channels_last_io=plan.channels_last_io,
+        )
+        res: BackendResult = backend.export(req)
+        art.inputs = [TensorSpec(**{**s.model_dump(), "mean": pm.mean, "std": pm.std}) for s in res.inputs]
+        art.outputs = res.outputs
+        art.tool_versions = {**versions, **res.tool_versions}
+        art.coverage = res.coverage
+        art.notes = list(res.notes)
+        art.min_deployment_target = res.min_deployment_target
+        art.parity = _parity(backend, res.path, pm, target, precision, plan.agreement_images)
+        final_dir = bundle / pm.name
+        final_dir.mkdir(parents=True, exist_ok=True)
+        final = final_dir / f"{fmt}-{target}-{precision}{EXTENSIONS[fmt]}"
+        if final.exists():
+            shutil.rmtree(final) if final.is_dir() else final.unlink()
+        os.replace(res.path, final)  # atomic within one filesystem
+        art.file = str(final.relative_to(bundle))
+        art.sha256 = sha256_file(final) if final.is_file() else _dir_sha256(final)
+        art.size_bytes = _size(final)
+        if art.parity.passed is False:
+            art.error = f"parity {art.parity.rel_diff:.2e} exceeds tolerance {art.parity.tolerance:.0e}"
+        else:
+            art.status = "ok"
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            art.error = f"disk full while writing {bundle}: free some space and re-run with --reuse"
+        else:
+            art.error = f"{type(e).__name__}: {e}"
+    except Exception as e:  # noqa: BLE001 - a converter's failure is recorded, never fatal to the run
+        msg = str(e).strip().splitlines()
+        art.error = f"{type(e).__name__}: " + (" ".join(msg[:3])[:500] if msg else "(no message)")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    art.export_seconds = time.perf_counter() - t0
+    return art
+
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def export_bundle(plan: ExportPlan, progress: ProgressFn | None = None) -> Manifest:
+    """Run the plan; returns the manifest (also written to OUT/manifest.json after every artifact)."""
+    jobs = plan.jobs()
+    bundle = Path(plan.out_dir)
+    existing = None
+    if plan.on_existing == "reuse" and (bundle / "manifest.json").exists():
+        try:
+            existing = Manifest.load(bundle / "manifest.json")
+        except ValueError:
+            existing = None  # unreadable manifest: rebuild everything
+    _check_out_dir(bundle, plan.on_existing)
+    shutil.rmtree(bundle / ".staging", ignore_errors=True)  # leftovers of an interrupted run
+    manifest = Manifest(bundle_id=existing.bundle_id if existing else uuid.uuid4().hex[:12])
+    if existing:  # keep artifacts of models/formats this run does not touch
+        keys = {(m, f, t, p) for m, f, t, p in jobs}
+        manifest.artifacts = [a for a in existing.artifacts if (a.model, a.format, a.target, a.precision) not in keys]
+    prepared: dict[str, PreparedModel] = {}
+    try:
+        for i, (m, fmt, target, precision) in enumerate(jobs):
+            if progress:
+                progress(f"{m} {fmt}/{target}/{precision}", i, len(jobs))
+            if m not in prepared:
+                try:
+                    prepared[m] = prepare_model(m, plan, bundle)
+                except Exception as e:  # noqa: BLE001
+                    manifest.artifacts.append(
+                        Artifact(id=f"{m}.{fmt}.{target}.{precision}", model=m, model_family=model_info(m).family, config_hash="-",
+                                 format=fmt, target=target, precision=precision, status="failed",
+                                 error=f"model preparation failed: {type(e).__name__}: {e}")
+                    )
+                    manifest.dump(bundle / "manifest.json")
+                    continue
+            pm = prepared[m]
+            old = existing.find(m, fmt, target, precision) if existing else None
+            if _reusable(old, pm, plan, bundle, _tool_versions(fmt)):
+                manifest.artifacts.append(old)
+            else:
+                manifest.artifacts.append(export_one(pm, fmt, target, precision, plan, bundle, manifest.bundle_id))
+            manifest.dump(bundle / "manifest.json")
+    finally:
+        shutil.rmtree(bundle / ".staging", ignore_errors=True)
+    if progress:
+        progress("done", len(jobs), len(jobs))
+    return manifest
+
+
+def summarize(artifacts: Iterable[Artifact]) -> list[dict]:
+    """Rows for the end-of-run status table (None where a value does not exist, never 0)."""
+    rows = []
+    for a in artifacts:
+        cov = "; ".join(
+            f"{c.delegate}: {'full' if c.full else 'PARTIAL' if c.full is False else '?'}"
+            + (f" {c.supported_nodes}/{c.total_nodes}" if c.total_nodes else "")
+            + (f" in {c.partitions} part." if c.partitions is not None else "")
+            for c in a.coverage
+        )
+        if a.parity is None:
+            par = None
+        elif not a.parity.checked:
+            par = "not run here"
+        elif a.parity.top1_agreement is not None:
+            par = f"top-1 {a.parity.top1_agreement:.0%} ({a.parity.images} img)"
+        else:
+            par = f"{a.parity.rel_diff:.1e} {'ok' if a.parity.passed else 'FAIL'}"
+        rows.append(
+            dict(model=a.model, format=a.format, target=a.target, precision=a.precision, status=a.status,
+                 size_mb=None if a.size_bytes is None else a.size_bytes / 1e6, parity=par, coverage=cov or None,
+                 seconds=a.export_seconds, reason=a.error)
+        )
+    return rows
