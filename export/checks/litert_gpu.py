@@ -177,12 +177,14 @@ def _excerpt(stderr: str, limit: int = 4000) -> str:
     return "\n".join(keep)[-limit:]
 
 
-def _explain_failure(returncode: int, stage: str, worker: dict, log: DelegateLog, mode: Mode) -> str:
+def _explain_failure(returncode: int, stage: str, worker: dict, log: DelegateLog, mode: Mode, stderr: str) -> str:
     if log.no_adapter:
         return (
             "no Vulkan adapter was found: LiteRT's GPU accelerator could not load SwiftShader; "
             f"reinstall it with `bash {SETUP_SCRIPT}`"
         )
+    if stage == "start" and "exception" in worker:
+        return f"could not load SwiftShader's Vulkan loader ({worker['exception']}); reinstall with `bash {SETUP_SCRIPT}`"
     if stage == "compile" and log.unsupported and mode == "gpu":
         ops = "; ".join(f"{u.op}: {u.reason}" for u in log.unsupported)
         placement = ""
@@ -190,9 +192,16 @@ def _explain_failure(returncode: int, stage: str, worker: dict, log: DelegateLog
             placement = f" ({log.cpu_ops} of {log.cpu_ops + (log.gpu_ops or 0)} ops would run on the CPU)"
         return f"GPU-only compilation refused{placement}: {ops}"
     if returncode < 0:
-        name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else returncode
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
         return f"worker process died with {name} during stage {stage!r}"
     detail = worker.get("exception") or f"exit code {returncode}"
+    # LiteRT's exception text is only a source location; the runtime's last ERROR line says why.
+    errors = [line.strip() for line in stderr.splitlines() if line.startswith(("ERROR", "E0000"))]
+    if errors:
+        detail = f"{detail} ({errors[-1]})"
     return f"failed during stage {stage!r}: {detail}"
 
 
@@ -289,7 +298,7 @@ def run_litert_gpu(
     if timed_out:
         error = f"timed out after {timeout_s:.0f} s (stage {stage!r})"
     elif not ok:
-        error = _explain_failure(returncode, stage, worker, log, mode)
+        error = _explain_failure(returncode, stage, worker, log, mode, stderr)
         if stage == "done" and log.gpu_partitions == 0:
             error = "the model ran, but no partition was delegated to the GPU"
     emulated = log.adapter_type is None or "Software" in log.adapter_type or log.adapter_arch == "swiftshader"

@@ -213,7 +213,8 @@ def census(model_path: str | Path, *, allow_quant_ops: bool = False) -> TfliteCe
     transposes = _transpose_positions(ops, rules["project_rules"]["transpose"])
     for index in transposes["inside"]:
         op = ops[index]
-        flag("project_transpose", op, rules["project_rules"]["transpose"]["rule"])
+        flag("project_transpose", op, "TRANSPOSE inside the backbone (backbone ops upstream and downstream); "
+             "only input/output boundary transposes are allowed")
 
     violations.sort(key=lambda v: (v.op_index if v.op_index is not None else -1, v.rule))
     return TfliteCensus(

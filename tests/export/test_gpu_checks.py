@@ -210,6 +210,18 @@ def test_missing_driver_names_the_setup_script(tmp_path: Path) -> None:
         run_litert_gpu(tmp_path / "any.tflite", tools_root=tmp_path)
 
 
+def test_broken_driver_is_reported_with_the_fix(tmp_path: Path) -> None:
+    folder = tmp_path / "swiftshader"
+    folder.mkdir()
+    for name in ("libvk_swiftshader.so", "vk_swiftshader_icd.json", "libvulkan.so.1"):
+        (folder / name).write_bytes(b"not a library")
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"unused: the worker stops before reading it")
+    result = run_litert_gpu(model, tools_root=tmp_path)
+    assert not result.ok and result.stage == "start"
+    assert result.error and "setup_swiftshader.sh" in result.error
+
+
 def test_setup_script_is_idempotent(swiftshader: Path) -> None:
     proc = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
