@@ -46,7 +46,7 @@ public final class DeviceInfo {
         System.getProperty("os.arch"),
         System.getProperty("os.name").toLowerCase(),
         System.getProperty("os.version"),
-        Runtime.getRuntime().maxMemory(),
+        null, // the JVM heap limit is not the machine's memory; leave it unknown
         "freenet-bench-android",
         appVersion);
   }

@@ -24,6 +24,7 @@ public class BenchmarkRunnerTest {
 
   private static final String TOKEN = "test-token";
   private StubAggregator server;
+  private File bundleDir;
   private final List<String> messages = new ArrayList<String>();
   private FakeEngine.Factory tflXnn;
   private FakeEngine.Factory tflGpu;
@@ -32,10 +33,10 @@ public class BenchmarkRunnerTest {
 
   @Before
   public void setUp() throws Exception {
-    File bundle = tmp.newFolder("bundle");
+    bundleDir = tmp.newFolder("bundle");
     TestBundle.write(
-        bundle, "b1", new String[][] {{"fake_tfl", "tflite", "2"}, {"fake_onnx", "onnx", "-0.5"}});
-    server = new StubAggregator(bundle, "b1", TOKEN);
+        bundleDir, "b1", new String[][] {{"fake_tfl", "tflite", "2"}, {"fake_onnx", "onnx", "-0.5"}});
+    server = new StubAggregator(bundleDir, "b1", TOKEN);
     tflXnn = new FakeEngine.Factory("litert", "xnnpack", Arrays.asList("tflite"), false);
     tflGpu = new FakeEngine.Factory("litert", "gpu", Arrays.asList("tflite"), false);
     ortCpu = new FakeEngine.Factory("onnxruntime", "cpu", Arrays.asList("onnx"), false);
@@ -164,6 +165,23 @@ public class BenchmarkRunnerTest {
     assertEquals("a corrupt model must never reach an engine", 0, tflXnn.created + tflGpu.created);
     assertFalse(new File(c.workDir, "bundles/b1/fake_tfl/model.tflite").exists());
     assertEquals(3, server.posted.size());
+  }
+
+  @Test
+  @SuppressWarnings("unchecked")
+  public void fileNotMatchingTheManifestIsRefusedEvenWhenTheServerAgrees() throws Exception {
+    // The server's copy changed after the export (its header matches the new bytes): only the
+    // manifest's hash can catch this.
+    Map<String, Object> m = Json.parseObject(new String(StubAggregator.read(new File(bundleDir, "manifest.json")), "UTF-8"));
+    Map<String, Object> a = (Map<String, Object>) ((List<?>) m.get("artifacts")).get(1);
+    a.put("sha256", Sha256.of("something else".getBytes("UTF-8")));
+    TestBundle.put(bundleDir, "manifest.json", Json.write(m).getBytes("UTF-8"));
+
+    List<Report> reports = runner(config(), ThermalProbe.UNKNOWN, Clock.SYSTEM, ortCpu).run(listener);
+    assertEquals(1, reports.size());
+    assertEquals("error", reports.get(0).status);
+    assertTrue(reports.get(0).error, reports.get(0).error.contains("manifest says"));
+    assertEquals(0, ortCpu.created);
   }
 
   @Test
