@@ -239,39 +239,22 @@ class Store:
 
     def add_report(self, report: Report | dict[str, Any] | str | bytes, *, token_id: str | None = None) -> bool:
         """Store one report; True when new, False when its run_id was already stored."""
-        report = parse_report(report)
-        samples = list(report.timing.samples_ms)
-        stats = summarize(samples)
-        agg = report.timing.aggregate
-        values = {
-            "run_id": str(report.run_id),
-            "received_at": datetime.now(timezone.utc),
-            "created_at": report.created_at,
-            "device": device_label(report),
-            "platform": report.client.platform,
-            "runtime": report.runtime.name,
-            "runtime_version": report.runtime.version,
-            "accelerator": report.runtime.accelerator,
-            "emulated": report.runtime.emulated,
-            "model": report.model.name,
-            "family": model_family(report.model.name),
-            "precision": report.model.precision,
-            "format": report.model.format,
-            "status": report.status,
-            "samples_kind": report.timing.samples_kind,
-            "n_samples": stats.n,
-            "median_ms": stats.median if stats.n else (agg.median_ms if agg else None),
-            "mean_ms": stats.mean if stats.n else (agg.mean_ms if agg else None),
-            "macs": report.model.macs,
-            "token_id": token_id,
-            "samples_json": json.dumps(samples),
-            "report_json": report.model_dump_json(),
-        }
-        insert = (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(reports)
         # RETURNING tells reliably whether a row was inserted (rowcount is driver-dependent).
-        stmt = insert.values(**values).on_conflict_do_nothing(index_elements=["run_id"]).returning(reports.c.id)
+        stmt = self._insert().values(**_values(parse_report(report), token_id)).returning(reports.c.id)
         with self._write() as conn:
             return conn.execute(stmt).first() is not None
+
+    def add_reports(self, batch: list[Report | dict[str, Any]], *, token_id: str | None = None) -> int:
+        """Store many reports in one transaction (bulk import); returns how many were new."""
+        rows = [_values(parse_report(r), token_id) for r in batch]
+        if not rows:
+            return 0
+        with self._write() as conn:
+            return len(conn.execute(self._insert().returning(reports.c.id), rows).all())
+
+    def _insert(self):
+        insert = (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(reports)
+        return insert.on_conflict_do_nothing(index_elements=["run_id"])
 
     def get_report(self, run_id: str) -> Report | None:
         with self.engine.connect() as conn:
@@ -387,6 +370,38 @@ class Store:
                 conn.execute(tokens.update().where(tokens.c.id == r[0]).values(revoked_at=datetime.now(timezone.utc)))
             r = conn.execute(self._token_select().where(tokens.c.id == r[0])).first()
         return self._info(r)
+
+
+def _values(report: Report, token_id: str | None) -> dict[str, Any]:
+    """The row of one report: indexed columns, raw samples and the whole report JSON."""
+    samples = list(report.timing.samples_ms)
+    stats = summarize(samples)
+    agg = report.timing.aggregate
+    return {
+        "run_id": str(report.run_id),
+        "received_at": datetime.now(timezone.utc),
+        "created_at": report.created_at,
+        "device": device_label(report),
+        "platform": report.client.platform,
+        "runtime": report.runtime.name,
+        "runtime_version": report.runtime.version,
+        "accelerator": report.runtime.accelerator,
+        "emulated": report.runtime.emulated,
+        "model": report.model.name,
+        "family": model_family(report.model.name),
+        "precision": report.model.precision,
+        "format": report.model.format,
+        "status": report.status,
+        "samples_kind": report.timing.samples_kind,
+        "n_samples": stats.n,
+        # Aggregate-only reports carry the tool's numbers; never a 0 for "unknown".
+        "median_ms": stats.median if stats.n else (agg.median_ms if agg else None),
+        "mean_ms": stats.mean if stats.n else (agg.mean_ms if agg else None),
+        "macs": report.model.macs,
+        "token_id": token_id,
+        "samples_json": json.dumps(samples),
+        "report_json": report.model_dump_json(),
+    }
 
 
 def _filtered(stmt, filters: dict[str, Any]):

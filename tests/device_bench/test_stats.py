@@ -85,3 +85,17 @@ def test_compare_rejects_bad_arguments():
 def test_fmt():
     assert fmt(None) == "—" and fmt(float("nan")) == "—"
     assert fmt(12.345) == "12.35" and fmt(0.61234) == "0.612" and fmt(1234.5, unit=" ms") == "1234 ms"
+
+
+@pytest.mark.parametrize("n", [200, 201, 800])
+def test_order_statistic_bootstrap_matches_resampling(n):
+    from scipy.stats import bootstrap
+
+    from device_bench.stats import _median_ratio
+
+    rng = np.random.default_rng(n)
+    a, b = rng.lognormal(1.6, 0.1, n), rng.lognormal(1.65, 0.12, n + 3)
+    fast = compare(a, b)  # n >= 200: order-statistic path
+    ref = bootstrap((a, b), _median_ratio, n_resamples=4000, vectorized=True, method="percentile",
+                    rng=np.random.default_rng(0)).confidence_interval
+    assert fast.low == pytest.approx(ref.low, rel=0.004) and fast.high == pytest.approx(ref.high, rel=0.004)

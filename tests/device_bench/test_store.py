@@ -111,3 +111,10 @@ def test_device_label(make_report):
     assert device_label(parse_report(make_report(0))) == "AMD EPYC 7B13"
     doc = make_report(0, device={"manufacturer": "Google", "model": "Pixel 8"})
     assert device_label(parse_report(doc)) == "Google Pixel 8"
+
+
+def test_add_reports_batch_counts_only_new(store, make_report):
+    assert store.add_reports([make_report(i) for i in range(5)]) == 5
+    assert store.add_reports([make_report(i) for i in range(3, 8)]) == 3
+    assert store.add_reports([]) == 0
+    assert store.count() == 8
