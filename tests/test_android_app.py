@@ -217,6 +217,12 @@ def test_core_reports_reached_the_server_once(core_reports: dict[str, dict[str, 
     assert stored == sorted(rep["run_id"] for rep in core_reports.values()), body
     by_id = {row["run_id"]: row for row in rows}
     assert by_id[core_reports["android_core_error.json"]["run_id"]]["status"] == "error"
+    # The dashboard shows them: the index lists the model, each report has its page.
+    index = httpx.get(f"{aggregator['url']}/", timeout=30)
+    assert index.status_code == 200 and "fake_scale" in index.text
+    for rep in core_reports.values():
+        page = httpx.get(f"{aggregator['url']}/reports/{rep['run_id']}", timeout=30)
+        assert page.status_code == 200 and rep["model"]["artifact_id"] in page.text
 
 
 @pytest.mark.parametrize("name", CORE_FIXTURES)
