@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console()
+# Status tables are wide: never squeeze them below 180 columns when output is piped to a log.
+console = Console() if Console().is_terminal else Console(width=180)
 
 
 def _csv(value: str) -> list[str]:
@@ -75,7 +76,7 @@ def export(
         except ExportError as e:
             console.print(f"[red]error:[/] {e}")
             raise typer.Exit(2) from None
-    console.print(status_table(summarize(manifest.artifacts)), width=max(console.width, 180))
+    console.print(status_table(summarize(manifest.artifacts)))
     failed = [a for a in manifest.artifacts if a.status != "ok"]
     console.print(f"bundle {out} ({manifest.bundle_id}): {len(manifest.artifacts) - len(failed)} ok, {len(failed)} failed")
     if failed:

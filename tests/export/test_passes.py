@@ -75,16 +75,28 @@ class ConvBNs(nn.Module):
         return self.c2(self.b2(torch.relu(self.b1(self.c1(x)))))
 
 
+class BNHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bn, self.drop, self.fc = nn.BatchNorm2d(3), nn.Dropout(0.1), nn.Linear(3, 5)
+        self.bn.running_mean.uniform_(-1, 1)
+        self.bn.running_var.uniform_(0.5, 2)
+
+    def forward(self, x):
+        return self.fc(self.drop(self.bn(x).mean((2, 3))))
+
+
 GRAPH_CASES = [
     # pass, model, ops that must disappear, op that must appear
     (split_to_slice, Splitter, {"aten.split_with_sizes.default", "aten.chunk.default"}, "aten.slice.Tensor"),
     (mean_keepdim, Pools, {"aten.adaptive_avg_pool2d.default"}, "aten.mean.dim"),
     (decompose_hardswish, lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.Hardswish(), nn.Hardsigmoid()), {"aten.hardswish.default", "aten.hardsigmoid.default"}, "aten.clamp.default"),
     (fold_batchnorm, ConvBNs, {"aten.batch_norm.default"}, "aten.conv2d.default"),
+    (fold_batchnorm, BNHead, {"aten.batch_norm.default"}, "aten.linear.default"),
 ]
 
 
-@pytest.mark.parametrize("pass_, make, gone, present", GRAPH_CASES, ids=[c[0].NAME for c in GRAPH_CASES])
+@pytest.mark.parametrize("pass_, make, gone, present", GRAPH_CASES, ids=[f"{c[0].NAME}-{i}" for i, c in enumerate(GRAPH_CASES)])
 def test_graph_pass(pass_, make, gone, present):
     torch.manual_seed(0)
     model = make().eval()

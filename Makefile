@@ -1,0 +1,39 @@
+# Two entry points on a fresh Debian 12 machine (as root, or with sudo for apt):
+#   make compare   installs everything and runs the main job (freenet compare) on embedded defaults
+#   make test      installs everything and runs the whole test suite (what CI runs)
+# Every setup step is idempotent: a second run only checks.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+export FREENET_TOOLS ?= $(HOME)/.cache/freenet-deploy
+
+.PHONY: setup venv system compare test clean
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first: the pinned CPU build (see pyproject.toml) must win before timm resolves
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+# System tools that tests and the main job use (Debian packages, drivers, toolchains).
+system:
+	bash scripts/setup_swiftshader.sh
+	bash scripts/setup_postgres.sh
+	bash scripts/setup_chromium.sh
+	bash scripts/setup_android_tools.sh
+	bash scripts/setup_swift.sh
+
+setup: venv system
+
+compare: setup
+	$(VENV)/bin/freenet compare
+
+test: setup
+	bash scripts/run_tests.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,163 @@
+"""One measurement process of the host runner: loads ONE artifact in ONE runtime and times it.
+
+The runner (runner.py) starts one worker per artifact and talks to it over JSON lines on
+stdin/stdout, so that every runtime lives in its own process (no cross-runtime interference,
+TOOLCHAIN.md) while the runner interleaves timed rounds across models. Commands:
+
+    {"cmd": "load"}            -> {"load_ms", "first_inference_ms", "runtime_version", "placement"}
+    {"cmd": "warmup", "n": W}  -> {"ok": true}
+    {"cmd": "run", "n": N}     -> {"samples_ms": [...]}
+    {"cmd": "parity"}          -> {"max_abs_diff": float}
+    {"cmd": "quit"}
+
+The worker imports only its runtime. Latency is wall time around one synchronous inference
+(output read back included, which is what an app sees).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+def _onnxruntime(path: Path, threads: int, spec: dict) -> tuple[Runner, str, dict]:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return (lambda x: sess.run(None, {name: x})[0]), ort.__version__, {}
+
+
+def _litert(path: Path, threads: int, spec: dict) -> tuple[Runner, str, dict]:
+    from importlib.metadata import version
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=threads)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        it.set_tensor(inp, x)
+        it.invoke()
+        return it.get_tensor(out)
+
+    return run, version("ai-edge-litert"), {}
+
+
+def _litert_gpu_emulated(path: Path, threads: int, spec: dict) -> tuple[Runner, str, dict]:
+    """LiteRT's GPU accelerator on SwiftShader (software Vulkan): proves the GPU code path; the
+    timings are emulation and the runner marks such reports emulated."""
+    import ctypes
+    from importlib.metadata import version
+
+    driver = Path(spec["swiftshader_dir"])
+    os.environ["VK_DRIVER_FILES"] = str(driver / "vk_swiftshader_icd.json")
+    ctypes.CDLL(str(driver / "libvulkan.so.1"), mode=ctypes.RTLD_GLOBAL)
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+
+    model = CompiledModel.from_file(str(path), hardware_accel=HardwareAccelerator.GPU)
+    ib, ob = model.create_input_buffers(0), model.create_output_buffers(0)
+    n_out = int(np.prod(spec["output_shape"]))
+
+    def run(x: np.ndarray) -> np.ndarray:
+        ib[0].write(x)
+        model.run_by_index(0, ib, ob)
+        return ob[0].read(n_out, np.float32)  # read() waits for the GPU
+
+    return run, version("ai-edge-litert"), {}
+
+
+def _executorch(path: Path, threads: int, spec: dict) -> tuple[Runner, str, dict]:
+    from importlib.metadata import version
+
+    import torch
+    from executorch.runtime import Runtime
+
+    torch.set_num_threads(threads)
+    method = Runtime.get().load_program(str(path)).load_method("forward")
+    return (lambda x: method.execute([torch.from_numpy(x)])[0].numpy()), version("executorch"), {}
+
+
+def _pytorch(path: Path, threads: int, spec: dict) -> tuple[Runner, str, dict]:
+    import torch
+
+    import freenet
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(spec.get("seed", 0))
+    model = freenet.create_model(spec["model"]).eval()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(torch.from_numpy(x)).numpy()
+
+    return run, torch.__version__, {}
+
+
+RUNTIMES = {
+    "onnxruntime": _onnxruntime,
+    "litert": _litert,
+    "litert-gpu-emulated": _litert_gpu_emulated,
+    "executorch": _executorch,
+    "pytorch": _pytorch,
+}
+
+
+def _reply(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> int:
+    spec = json.loads(sys.argv[1])
+    x = np.fromfile(spec["input_file"], dtype="<f4").reshape(spec["input_shape_nchw"])
+    if spec.get("layout") == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    ref = np.fromfile(spec["output_file"], dtype="<f4")
+    run: Runner | None = None
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        try:
+            if cmd["cmd"] == "load":
+                t0 = time.perf_counter()
+                run, ver, placement = RUNTIMES[spec["runtime"]](Path(spec["path"]), spec["threads"], spec)
+                t1 = time.perf_counter()
+                run(x)
+                t2 = time.perf_counter()
+                _reply({"load_ms": (t1 - t0) * 1e3, "first_inference_ms": (t2 - t1) * 1e3, "runtime_version": ver, "placement": placement})
+            elif cmd["cmd"] == "warmup":
+                for _ in range(cmd["n"]):
+                    run(x)
+                _reply({"ok": True})
+            elif cmd["cmd"] == "run":
+                samples = []
+                for _ in range(cmd["n"]):
+                    t0 = time.perf_counter()
+                    run(x)
+                    samples.append((time.perf_counter() - t0) * 1e3)
+                _reply({"samples_ms": samples})
+            elif cmd["cmd"] == "parity":
+                out = np.asarray(run(x), dtype=np.float32).reshape(-1)
+                _reply({"max_abs_diff": float(np.abs(out - ref).max())})
+            elif cmd["cmd"] == "quit":
+                return 0
+        except Exception as e:  # noqa: BLE001 - reported to the runner as an error report
+            _reply({"error": f"{type(e).__name__}: {e}"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""The host runner: measures a bundle's artifacts on this machine and emits schema reports.
+
+It is the reference client of the protocol the phone apps speak: the same report schema, the same
+measurement phases (load, first inference, W warm-ups, N timed runs with every raw sample, parity
+against the bundle's reference output, thermal state before/after), delivered to a server URL
+with a device token or straight into the local store (embedded mode). Every artifact is measured
+in its own worker process (host_worker.py); timed rounds are interleaved across the artifacts of
+one runtime in a shuffled order per round, so that drift of this shared machine hits every model
+alike. LiteRT's GPU accelerator can be exercised on SwiftShader; those reports are marked emulated
+and never enter speed comparisons.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from export.manifest import Artifact, Manifest
+
+from .schema import SCHEMA_VERSION, Report
+
+APP = "freenet-host-runner"
+# runtime -> (manifest format, accelerator label, acceptable targets)
+HOST_RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "onnxruntime": ("onnx", "cpu", ("onnxruntime-cpu", "onnxruntime-nnapi", "onnxruntime-coreml")),
+    "litert": ("tflite", "xnnpack", ("litert-cpu", "litert-gpu")),
+    "executorch": ("executorch", "xnnpack", ("executorch-xnnpack",)),
+    "pytorch": ("", "cpu", ()),  # eager PyTorch, rebuilt from the registry: the model, not an artifact
+    "litert-gpu-emulated": ("tflite", "gpu", ("litert-gpu",)),
+}
+DEFAULT_RUNTIMES = ("onnxruntime", "litert", "executorch", "pytorch")
+
+
+@dataclass
+class BenchPlan:
+    bundle: Path
+    runtimes: list[str] = field(default_factory=lambda: list(DEFAULT_RUNTIMES))
+    models: list[str] | None = None
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    warmup: int = 10
+    rounds: int = 5
+    runs_per_round: int = 10
+    threads: int = 1
+    seed: int = 0
+
+    def validate(self) -> None:
+        bad = [r for r in self.runtimes if r not in HOST_RUNTIMES]
+        if bad:
+            raise ValueError(f"unknown runtime(s) {bad}; valid: {list(HOST_RUNTIMES)}")
+        if min(self.warmup, 0) < 0 or self.rounds < 1 or self.runs_per_round < 1 or self.threads < 1:
+            raise ValueError("rounds, runs_per_round and threads must be >= 1 and warmup >= 0")
+        if not (Path(self.bundle) / "manifest.json").is_file():
+            raise FileNotFoundError(f"{self.bundle} holds no manifest.json; build one with `freenet export`")
+
+
+@dataclass
+class Job:
+    runtime: str
+    artifact: Artifact
+    path: Path | None  # None for eager PyTorch
+    spec: dict
+
+
+def host_device() -> dict:
+    """This machine in the report's device terms."""
+    model, vendor = platform.processor() or "unknown CPU", "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("unknown CPU", platform.processor()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("vendor_id"):
+                vendor = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    mem = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return {
+        "manufacturer": vendor, "model": model, "soc": platform.machine() or "unknown",
+        "os": platform.system().lower() or "unknown", "os_version": platform.release() or "unknown",
+        "memory_bytes": mem,
+    }
+
+
+def thermal_state() -> float | str:
+    """Hottest thermal zone in degrees Celsius, or "unknown" where the kernel exposes none."""
+    temps = []
+    for zone in Path("/sys/class/thermal").glob("thermal_zone*/temp"):
+        try:
+            temps.append(int(zone.read_text().strip()) / 1000)
+        except (OSError, ValueError):
+            continue
+    temps = [t for t in temps if -50 <= t <= 200]
+    return max(temps) if temps else "unknown"
+
+
+def plan_jobs(manifest: Manifest, plan: BenchPlan, bundle: Path) -> list[Job]:
+    jobs: list[Job] = []
+    arts = [a for a in manifest.artifacts if a.status == "ok" and a.precision in plan.precisions]
+    if plan.models:
+        unknown = set(plan.models) - {a.model for a in manifest.artifacts}
+        if unknown:
+            raise ValueError(f"model(s) {sorted(unknown)} are not in the bundle; it holds {sorted({a.model for a in manifest.artifacts})}")
+        arts = [a for a in arts if a.model in plan.models]
+    swiftshader = None
+    for rt in plan.runtimes:
+        fmt, _, targets = HOST_RUNTIMES[rt]
+        if rt == "litert-gpu-emulated":
+            from export.checks.litert_gpu import swiftshader_dir
+
+            swiftshader = str(swiftshader_dir())
+        if rt == "pytorch":
+            # one eager job per model (fp32), described by any of its artifacts
+            seen: dict[str, Artifact] = {}
+            for a in arts:
+                if a.precision == "fp32" and a.weights.startswith("random") and a.model not in seen:
+                    seen[a.model] = a
+            for a in seen.values():
+                jobs.append(Job(rt, a, None, {}))
+            continue
+        by_key: dict[tuple[str, str], Artifact] = {}
+        for a in arts:
+            if a.format == fmt and a.target in targets:
+                by_key.setdefault((a.model, a.precision), a)  # one artifact per model x precision
+        for a in by_key.values():
+            jobs.append(Job(rt, a, bundle / a.file, {"swiftshader_dir": swiftshader} if swiftshader else {}))
+    return jobs
+
+
+def _spec(job: Job, plan: BenchPlan, bundle: Path) -> dict:
+    a = job.artifact
+    shape = list(a.inputs[0].shape) if a.inputs else None
+    layout = a.inputs[0].layout if a.inputs else "NCHW"
+    nchw = [shape[0], shape[3], shape[1], shape[2]] if shape and layout == "NHWC" else shape
+    seed = int(a.weights.split("=")[1].rstrip(")")) if a.weights.startswith("random(seed=") else 0
+    return {
+        "runtime": job.runtime, "path": str(job.path) if job.path else "", "threads": plan.threads,
+        "model": a.model, "seed": seed, "layout": "NCHW" if job.runtime == "pytorch" else layout,
+        "input_shape_nchw": nchw, "input_file": str(bundle / a.reference.input_file),
+        "output_file": str(bundle / a.reference.output_file),
+        "output_shape": list(a.outputs[0].shape) if a.outputs else [1, -1],
+        **job.spec,
+    }
+
+
+class Worker:
+    def __init__(self, job: Job, spec: dict) -> None:
+        self.job, self.error, self.samples = job, None, []
+        self.load: dict = {}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "device_bench.host_worker", json.dumps(spec)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+
+    def ask(self, cmd: dict) -> dict:
+        if self.error:
+            return {"error": self.error}
+        try:
+            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        if not line:
+            self.proc.wait(timeout=30)
+            tail = (self.proc.stderr.read() or "").strip().splitlines()[-5:]
+            self.error = f"worker exited with code {self.proc.returncode}: " + " | ".join(tail)
+            return {"error": self.error}
+        reply = json.loads(line)
+        if "error" in reply:
+            self.error = reply["error"]
+        return reply
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+
+
+def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal: tuple, parity: dict, bundle_id: str) -> Report:
+    a, rt = w.job.artifact, w.job.runtime
+    fmt, accel, _ = HOST_RUNTIMES[rt]
+    placement = None
+    if rt == "litert-gpu-emulated":
+        gpu_cov = next((c for c in a.coverage if c.supported_nodes is not None and "gpu" in c.delegate.lower()), None)
+        if gpu_cov is not None:
+            placement = {"gpu": gpu_cov.supported_nodes, "cpu": (gpu_cov.total_nodes or 0) - gpu_cov.supported_nodes}
+    ok = w.error is None and bool(w.samples)
+    return Report.model_validate({
+        "schema_version": SCHEMA_VERSION,
+        "run_id": str(uuid.uuid4()),
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "client": {"app": APP, "platform": "host", "app_version": _version()},
+        "device": device,
+        "runtime": {
+            "name": "litert" if rt.startswith("litert") else rt,
+            "version": w.load.get("runtime_version", "unknown"),
+            "accelerator": accel,
+            "delegate": "swiftshader-vulkan" if rt == "litert-gpu-emulated" else None,
+            "threads": plan.threads,
+            "emulated": rt == "litert-gpu-emulated",
+        },
+        "model": {
+            "name": a.model, "artifact_id": a.id if rt != "pytorch" else f"{a.model}.pytorch.eager.fp32",
+            "format": fmt or "pytorch", "precision": a.precision if rt != "pytorch" else "fp32",
+            "sha256": a.sha256 if rt != "pytorch" and a.sha256 and len(a.sha256) == 64 else None,
+            "input_shape": a.inputs[0].shape if a.inputs else [1, 3, 224, 224],
+            "bundle": bundle_id, "macs": a.macs, "params": a.params,
+        },
+        "timing": {
+            "load_ms": w.load.get("load_ms"), "first_inference_ms": w.load.get("first_inference_ms"),
+            "warmup_runs": plan.warmup, "samples_ms": w.samples if ok else [],
+        },
+        "placement": placement,
+        "thermal": {"before": thermal[0], "after": thermal[1]},
+        "parity": {"max_abs_diff": parity.get("max_abs_diff"), "reference_checked": "max_abs_diff" in parity},
+        "status": "ok" if ok else "error",
+        "error": None if ok else (w.error or "no samples were measured"),
+        "notes": {"target": a.target, "passes": ",".join(p.name for p in a.passes) or "none",
+                  "rounds": str(plan.rounds), "runs_per_round": str(plan.runs_per_round)},
+    })
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("freenet-deploy")
+    except PackageNotFoundError:
+        return "dev"
+
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def run_bench(plan: BenchPlan, sink: Callable[[Report], None], progress: ProgressFn | None = None) -> list[Report]:
+    """Measure every (runtime, artifact) of the plan; each finished report goes to `sink`."""
+    plan.validate()
+    bundle = Path(plan.bundle)
+    manifest = Manifest.load(bundle / "manifest.json")
+    jobs = plan_jobs(manifest, plan, bundle)
+    if not jobs:
+        raise ValueError(f"nothing to measure in {bundle} for runtimes {plan.runtimes} and precisions {plan.precisions}")
+    device, reports, done = host_device(), [], 0
+    rng = random.Random(plan.seed)
+    steps = len(jobs) * (plan.rounds + 2)
+    for rt in plan.runtimes:
+        group = [j for j in jobs if j.runtime == rt]
+        if not group:
+            continue
+        started, t_before = datetime.now(timezone.utc), thermal_state()
+        workers = [Worker(j, _spec(j, plan, bundle)) for j in group]
+        try:
+            for w in workers:  # load + first inference + warm-up, one at a time
+                if progress:
+                    progress(f"{rt}: loading {w.job.artifact.model} {w.job.artifact.precision}", done, steps)
+                w.load = w.ask({"cmd": "load"})
+                w.ask({"cmd": "warmup", "n": plan.warmup})
+                done += 1
+            for r in range(plan.rounds):
+                order = list(workers)
+                rng.shuffle(order)
+                for w in order:
+                    if progress:
+                        progress(f"{rt}: round {r + 1}/{plan.rounds} {w.job.artifact.model}", done, steps)
+                    reply = w.ask({"cmd": "run", "n": plan.runs_per_round})
+                    w.samples.extend(reply.get("samples_ms", []))
+                    done += 1
+            t_after = thermal_state()
+            for w in workers:
+                parity = w.ask({"cmd": "parity"}) if not w.error else {}
+                report = _report(w, plan, device, started, (t_before, t_after), parity if "error" not in parity else {}, manifest.bundle_id)
+                sink(report)
+                reports.append(report)
+                done += 1
+        finally:
+            for w in workers:
+                w.close()
+    if progress:
+        progress("done", steps, steps)
+    return reports
+
+
+def http_sink(url: str, token: str) -> Callable[[Report], None]:
+    """POST each report to an aggregator; raises with the server's message on refusal."""
+    import httpx
+
+    client = httpx.Client(base_url=url.rstrip("/"), timeout=30, headers={"Authorization": f"Bearer {token}"})
+
+    def send(report: Report) -> None:
+        r = client.post("/api/v1/reports", content=report.model_dump_json(), headers={"Content-Type": "application/json"})
+        if r.status_code not in (200, 201):
+            raise RuntimeError(f"aggregator refused report {report.run_id}: HTTP {r.status_code} {r.text[:300]}")
+
+    return send
+
+
+def store_sink(db_url: str | None) -> Callable[[Report], None]:
+    from .store import Store
+
+    store = Store(db_url)
+    return lambda report: store.add_report(report)
