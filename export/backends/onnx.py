@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 import tempfile
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,8 @@ def _validate(req: ExportRequest) -> None:
         raise ValueError(f"unknown precision {req.precision!r}; choose one of {', '.join(PRECISIONS)}")
     if req.example_input.ndim != 4:
         raise ValueError(f"example_input must be one NCHW image batch, got shape {list(req.example_input.shape)}")
+    if req.precision == "int8":
+        _calibration_batches(req)  # refuse bad calibration data before the slow export
 
 
 def _exporter_reason(exc: BaseException) -> str:
@@ -62,18 +66,21 @@ def _exporter_reason(exc: BaseException) -> str:
 def _export_fp32(model: torch.nn.Module, example: torch.Tensor):
     """torch.export -> ONNX ModelProto (opset OPSET, onnxscript-optimised), or OnnxExportError."""
     try:
-        program = torch.onnx.export(
-            model,
-            (example,),
-            dynamo=True,
-            opset_version=OPSET,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            optimize=True,  # onnxscript's optimizer: constant folding, dead code, redundant casts
-            external_data=False,
-            verbose=False,
-            report=False,
-        )
+        with warnings.catch_warnings():
+            # An exported GraphModule reports training=True, but its graph is already the eval one.
+            warnings.filterwarnings("ignore", message="Exporting a model while it is in training mode")
+            program = torch.onnx.export(
+                model,
+                (example,),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                optimize=True,  # onnxscript's optimizer: constant folding, dead code, redundant casts
+                external_data=False,
+                verbose=False,
+                report=False,
+            )
     except Exception as exc:  # the exporter raises many types; keep its reason, name the stage
         raise OnnxExportError(
             f"torch.onnx.export failed for {type(model).__name__}: {_exporter_reason(exc)}"
@@ -223,9 +230,13 @@ def export(req: ExportRequest) -> BackendResult:
     if req.channels_last_io:
         notes.append("channels_last_io ignored: ONNX inputs stay NCHW (every ONNX EP takes NCHW)")
 
-    model = req.model.eval()
+    # Already in eval mode (the contract); never call .eval() here: the orchestrator passes a
+    # torch.export'ed GraphModule, which refuses train()/eval().
+    model = req.model
+    start = time.perf_counter()
     with torch.no_grad():
         proto = _export_fp32(model, req.example_input)
+    notes.append(f"torch.onnx.export took {time.perf_counter() - start:.1f} s")
 
     with tempfile.TemporaryDirectory(prefix="onnx-export-") as tmp:
         if req.precision == "fp16":
@@ -261,12 +272,15 @@ def export(req: ExportRequest) -> BackendResult:
         "onnx_opset": str(opset),
         "onnx_ir_version": str(proto.ir_version),
     }
+    start = time.perf_counter()
+    coverage = _coverage(out_path, req.target)
+    notes.append(f"mobile usability check took {time.perf_counter() - start:.1f} s")
     return BackendResult(
         path=out_path,
         inputs=_tensor_specs(proto.graph.input),
         outputs=_tensor_specs(proto.graph.output),
         tool_versions=tool_versions,
-        coverage=_coverage(out_path, req.target),
+        coverage=coverage,
         notes=notes,
     )
 

@@ -43,6 +43,8 @@ def _validate(req: ExportRequest) -> None:
         raise ValueError(f"unknown precision {req.precision!r}; choose one of {', '.join(PRECISIONS)}")
     if req.example_input.ndim != 4:
         raise ValueError(f"example_input must be one NCHW image batch, got shape {list(req.example_input.shape)}")
+    if req.precision == "int8":
+        _calibration_inputs(req)  # refuse bad calibration data before the slow conversion
 
 
 def _to_nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -259,7 +261,9 @@ def export(req: ExportRequest) -> BackendResult:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
 
-    model = req.model.eval()
+    # Already in eval mode (the contract); never call .eval() here: the orchestrator passes a
+    # torch.export'ed GraphModule, which refuses train()/eval().
+    model = req.model
     start = time.perf_counter()
     model_bytes = _convert(model, req.example_input, req.channels_last_io)
     notes.append(f"litert_torch.convert took {time.perf_counter() - start:.1f} s")
