@@ -26,15 +26,29 @@ final class AndroidDeviceInfo {
     } catch (PackageManager.NameNotFoundException ignored) {
       // Our own package always exists; keep "unknown" rather than crash.
     }
-    return new DeviceInfo(
-        Build.MANUFACTURER,
-        Build.MODEL,
-        soc(),
-        "android",
-        Build.VERSION.RELEASE + " (API " + Build.VERSION.SDK_INT + ")",
-        total,
-        "freenet-bench-android",
-        version);
+    DeviceInfo info =
+        new DeviceInfo(
+            Build.MANUFACTURER,
+            Build.MODEL,
+            soc(),
+            "android",
+            Build.VERSION.RELEASE + " (API " + Build.VERSION.SDK_INT + ")",
+            total,
+            "freenet-bench-android",
+            version);
+    info.emulator = isEmulator();
+    return info;
+  }
+
+  /** The Android emulator's GPU is SwiftShader/host-backed and its CPU a VM: never a speed result. */
+  static boolean isEmulator() {
+    String hw = Build.HARDWARE == null ? "" : Build.HARDWARE;
+    String fp = Build.FINGERPRINT == null ? "" : Build.FINGERPRINT;
+    return hw.equals("ranchu")
+        || hw.equals("goldfish")
+        || fp.startsWith("generic")
+        || fp.contains("emulator")
+        || Build.PRODUCT != null && Build.PRODUCT.startsWith("sdk_gphone");
   }
 
   /**

@@ -13,6 +13,11 @@ public final class DeviceInfo {
   public final Long memoryBytes; // nullable
   public final String app;
   public final String appVersion;
+  /**
+   * An emulator (Android emulator, JVM test): every accelerator is then emulated and no report
+   * from it may count as a speed result, so the runner marks its reports {@code emulated}.
+   */
+  public boolean emulator;
 
   public DeviceInfo(
       String manufacturer,
@@ -40,7 +45,7 @@ public final class DeviceInfo {
 
   /** The JVM this code runs on, for tests on Linux (client platform stays "android"). */
   public static DeviceInfo currentJvm(String appVersion) {
-    return new DeviceInfo(
+    DeviceInfo d = new DeviceInfo(
         System.getProperty("java.vendor"),
         "JVM " + System.getProperty("java.version") + " (bench-core test, not a phone)",
         System.getProperty("os.arch"),
@@ -49,6 +54,8 @@ public final class DeviceInfo {
         null, // the JVM heap limit is not the machine's memory; leave it unknown
         "freenet-bench-android",
         appVersion);
+    d.emulator = true;
+    return d;
   }
 
   Map<String, Object> deviceJson() {

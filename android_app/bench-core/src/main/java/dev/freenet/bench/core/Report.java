@@ -75,7 +75,7 @@ public final class Report {
     if (runtimeInfo != null && runtimeInfo.threads != null) {
       rt.put("threads", runtimeInfo.threads);
     }
-    rt.put("emulated", runtimeInfo != null && runtimeInfo.emulated);
+    rt.put("emulated", device.emulator || (runtimeInfo != null && runtimeInfo.emulated));
     m.put("runtime", rt);
 
     Map<String, Object> model = new LinkedHashMap<String, Object>();
@@ -174,7 +174,7 @@ public final class Report {
     if (placement != null && !placement.isEmpty()) {
       sb.append(", placement ").append(placement);
     }
-    if (runtimeInfo != null && runtimeInfo.emulated) {
+    if (device.emulator || (runtimeInfo != null && runtimeInfo.emulated)) {
       sb.append(" (emulated: not a speed result)");
     }
     return sb.toString();
