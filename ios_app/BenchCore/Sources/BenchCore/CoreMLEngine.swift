@@ -140,9 +140,15 @@ final class CoreMLLoadedModel: LoadedModel {
     func placement() async -> [String: Int]? {
         guard #available(iOS 17.4, macOS 14.4, *) else { return nil }
         guard let plan = try? await MLComputePlan.load(contentsOf: compiledURL, configuration: configuration) else { return nil }
+        return Self.deviceCounts(plan)
+    }
+
+    /// Operations per preferred compute device; ops without a device (constants) are not counted.
+    @available(iOS 17.4, macOS 14.4, *)
+    static func deviceCounts(_ plan: MLComputePlan) -> [String: Int]? {
         var counts: [String: Int] = [:]
         func count(_ device: MLComputeDevice?) {
-            guard let device else { return }  // constants and other ops not executed on a device
+            guard let device else { return }
             let key: String
             switch device {
             case .cpu: key = "cpu"
@@ -152,14 +158,14 @@ final class CoreMLLoadedModel: LoadedModel {
             }
             counts[key, default: 0] += 1
         }
+        func visit(_ block: MLModelStructure.Program.Block) {
+            for operation in block.operations {
+                count(plan.deviceUsage(for: operation)?.preferred)
+                operation.blocks.forEach(visit)
+            }
+        }
         switch plan.modelStructure {
         case .program(let program):
-            func visit(_ block: MLModelStructure.Program.Block) {
-                for operation in block.operations {
-                    count(plan.deviceUsage(for: operation)?.preferred)
-                    operation.blocks.forEach(visit)
-                }
-            }
             for function in program.functions.values { visit(function.block) }
         case .neuralNetwork(let network):
             for layer in network.layers { count(plan.deviceUsage(for: layer)?.preferred) }
