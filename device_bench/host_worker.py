@@ -4,7 +4,7 @@ The runner (runner.py) starts one worker per artifact and talks to it over JSON 
 stdin/stdout, so that every runtime lives in its own process (no cross-runtime interference,
 TOOLCHAIN.md) while the runner interleaves timed rounds across models. Commands:
 
-    {"cmd": "load"}            -> {"load_ms", "first_inference_ms", "runtime_version", "placement"}
+    {"cmd": "load"}            -> {"load_ms", "first_inference_ms", "runtime_version"[, "weights_sha256"]}
     {"cmd": "warmup", "n": W}  -> {"ok": true}
     {"cmd": "run", "n": N}     -> {"samples_ms": [...]}
     {"cmd": "parity"}          -> {"max_abs_diff": float}
@@ -16,6 +16,7 @@ The worker imports only its runtime. Latency is wall time around one synchronous
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 Runner = Callable[[np.ndarray], np.ndarray]
+# Each runtime factory returns (run, runtime version, extra fields for the "load" reply).
 
 
 def _onnxruntime(path: Path, threads: int, spec: dict) -> tuple[Runner, str, dict]:
@@ -99,12 +101,17 @@ def _pytorch(path: Path, threads: int, spec: dict) -> tuple[Runner, str, dict]:
     torch.set_num_threads(threads)
     torch.manual_seed(spec.get("seed", 0))
     model = freenet.create_model(spec["model"]).eval()
+    # There is no artifact file: identify the weights by a digest of the state dict instead.
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().contiguous().numpy().tobytes())
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return model(torch.from_numpy(x)).numpy()
 
-    return run, torch.__version__, {}
+    return run, torch.__version__, {"weights_sha256": h.hexdigest()}
 
 
 RUNTIMES = {
@@ -116,13 +123,35 @@ RUNTIMES = {
 }
 
 
+# Native runtimes (LiteRT's GPU accelerator, XNNPACK) print to file descriptor 1: the protocol gets
+# a private duplicate of stdout and fd 1 is pointed at stderr, so nothing else lands in the pipe.
+_PROTO = None
+
+
+# Imported before the load timer starts: load_ms is the runtime's model load, not Python imports.
+# (The emulated GPU path is left out: its driver environment must be set before LiteRT loads.)
+PREIMPORT = {
+    "onnxruntime": ["onnxruntime"],
+    "litert": ["ai_edge_litert.interpreter"],
+    "executorch": ["torch", "executorch.runtime"],
+    "pytorch": ["torch", "freenet"],
+}
+
+
 def _reply(obj: dict) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+    _PROTO.write(json.dumps(obj) + "\n")
+    _PROTO.flush()
 
 
 def main() -> int:
+    global _PROTO
+    _PROTO = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
     spec = json.loads(sys.argv[1])
+    import importlib
+
+    for mod in PREIMPORT.get(spec["runtime"], []):
+        importlib.import_module(mod)
     x = np.fromfile(spec["input_file"], dtype="<f4").reshape(spec["input_shape_nchw"])
     if spec.get("layout") == "NHWC":
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
@@ -133,11 +162,11 @@ def main() -> int:
         try:
             if cmd["cmd"] == "load":
                 t0 = time.perf_counter()
-                run, ver, placement = RUNTIMES[spec["runtime"]](Path(spec["path"]), spec["threads"], spec)
+                run, ver, extra = RUNTIMES[spec["runtime"]](Path(spec["path"]), spec["threads"], spec)
                 t1 = time.perf_counter()
                 run(x)
                 t2 = time.perf_counter()
-                _reply({"load_ms": (t1 - t0) * 1e3, "first_inference_ms": (t2 - t1) * 1e3, "runtime_version": ver, "placement": placement})
+                _reply({"load_ms": (t1 - t0) * 1e3, "first_inference_ms": (t2 - t1) * 1e3, "runtime_version": ver, **extra})
             elif cmd["cmd"] == "warmup":
                 for _ in range(cmd["n"]):
                     run(x)

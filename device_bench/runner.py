@@ -223,7 +223,8 @@ def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal
         "model": {
             "name": a.model, "artifact_id": a.id if rt != "pytorch" else f"{a.model}.pytorch.eager.fp32",
             "format": fmt or "pytorch", "precision": a.precision if rt != "pytorch" else "fp32",
-            "sha256": a.sha256 if rt != "pytorch" and a.sha256 and len(a.sha256) == 64 else None,
+            # eager PyTorch measures no file: its weights are identified by a state-dict digest
+            "sha256": a.sha256 if rt != "pytorch" else w.load.get("weights_sha256", "0" * 64),
             "input_shape": a.inputs[0].shape if a.inputs else [1, 3, 224, 224],
             "bundle": bundle_id, "macs": a.macs, "params": a.params,
         },
