@@ -136,9 +136,9 @@ def _to_int8(fp32_path: Path, out_path: Path, req: ExportRequest) -> list[str]:
             item = next(self._it, None)
             return None if item is None else {INPUT_NAME: item}
 
-    # NNAPI takes quantized activations as uint8 (TENSOR_QUANT8_ASYMM) with signed per-channel
-    # weights; onnxruntime's CPU and XNNPACK kernels prefer signed activations (S8S8 avoids the
-    # U8S8 saturation on x86 without VNNI).
+    # onnxruntime's NNAPI EP takes quantized activations only as uint8, and per-channel int8
+    # weights only in u8s8 Conv (Android API 29+); its CPU and XNNPACK kernels prefer S8S8 (no
+    # U8S8 saturation on x86 without VNNI). The mobile usability checker does not check types.
     activation = QuantType.QUInt8 if req.target == "onnxruntime-nnapi" else QuantType.QInt8
     pre_path = fp32_path.with_name("preprocessed.onnx")
     # Shape inference plus onnxruntime's basic graph optimisations, as onnxruntime recommends
@@ -245,12 +245,12 @@ def export(req: ExportRequest) -> BackendResult:
             fp32_path = Path(tmp) / "fp32.onnx"
             onnx.save_model(proto, fp32_path)
             int8_path = Path(tmp) / "int8.onnx"
-            try:
+            try:  # calibration data was validated up front: anything raised here is the quantizer's
                 notes += _to_int8(fp32_path, int8_path, req)
-            except (ValueError, OnnxExportError):
-                raise  # our own argument errors keep their message
             except Exception as exc:
-                raise OnnxExportError(f"onnxruntime static int8 quantization failed: {exc}") from exc
+                raise OnnxExportError(
+                    f"onnxruntime static int8 quantization failed: {type(exc).__name__}: {exc}"
+                ) from exc
             proto = onnx.load_model(int8_path)
 
     _embed_metadata(proto, req.metadata)
