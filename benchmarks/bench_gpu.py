@@ -44,7 +44,9 @@ def measure(args) -> dict:
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
     x32 = torch.randn(1, 3, 224, 224, device=dev)
-    runners, meta = {}, {}
+    runners, meta, profiles = {}, {}, {}
+    from export.passes import prepare
+
     for name in args.models:
         m = freenet.create_model(name).eval()
         digest = __import__("hashlib").sha256()
@@ -52,15 +54,18 @@ def measure(args) -> dict:
             digest.update(k.encode())
             digest.update(v.detach().contiguous().numpy().tobytes())
         meta[name] = {"params": count_params(m), "macs": count_macs(m), "weights_sha256": digest.hexdigest()}
-        for dtype, label in ((torch.float32, "fp32"), (torch.float16, "fp16")):
-            mm = m.to(dev, dtype=dtype)
-            mm = __import__("copy").deepcopy(mm)
+        # "deploy": the graph the exporters receive (rewrite passes applied: contiguous channel
+        # slices, folded BatchNorm, ...), so the GPU sees the same model a phone would
+        deployed, _ = prepare(m, torch.randn(1, 3, 224, 224))
+        variants = {"eager": m, "deploy": deployed} if args.deploy else {"eager": m}
+        for (variant, base), (dtype, label) in __import__("itertools").product(variants.items(), ((torch.float32, "fp32"), (torch.float16, "fp16"))):
+            mm = __import__("copy").deepcopy(base).to(dev, dtype=dtype)
             x = x32.to(dtype)
             with torch.inference_mode():
                 for _ in range(args.warmup):
                     mm(x)
                 torch.cuda.synchronize()
-            runners[(name, label, "eager")] = (lambda mm=mm, x=x: mm(x))
+            runners[(name, label, variant)] = (lambda mm=mm, x=x: mm(x))
             # CUDA graph: capture after warm-up on a side stream, replay with a static input
             static_x = x.clone()
             s = torch.cuda.Stream()
@@ -72,7 +77,9 @@ def measure(args) -> dict:
             g = torch.cuda.CUDAGraph()
             with torch.cuda.graph(g), torch.inference_mode():
                 mm(static_x)
-            runners[(name, label, "cudagraph")] = g.replay
+            runners[(name, label, f"{variant}+cudagraph")] = g.replay
+            if args.profile and name in ("freenet_s2", "starnet_s4") and label == "fp16" and variant == variants_last(variants):
+                profiles[name] = profile_kernels(mm, x)
         print(f"prepared {name}", flush=True)
     samples = {k: [] for k in runners}
     rng = random.Random(0)
@@ -101,7 +108,31 @@ def measure(args) -> dict:
         "protocol": {"batch": 1, "size": 224, "warmup": args.warmup, "rounds": args.rounds, "runs_per_round": args.runs},
         "meta": meta,
         "samples": [{"model": k[0], "precision": k[1], "mode": k[2], "samples_ms": v} for k, v in samples.items()],
+        "profiles": profiles,
     }
+
+
+def variants_last(variants: dict) -> str:
+    return list(variants)[-1]
+
+
+def profile_kernels(model, x, iters: int = 20) -> list[dict]:
+    """Per-op CUDA time of `iters` eager runs: where the time goes."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(iters):
+            model(x)
+        torch.cuda.synchronize()
+    rows = []
+    for e in prof.key_averages():
+        dev_us = getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+        self_dev = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+        if self_dev > 0:
+            rows.append({"op": e.key, "calls": e.count // iters, "self_device_us_per_run": self_dev / iters, "device_us_per_run": dev_us / iters})
+    rows.sort(key=lambda r: -r["self_device_us_per_run"])
+    return rows[:25]
 
 
 def table(result: dict) -> str:
@@ -110,14 +141,20 @@ def table(result: dict) -> str:
     lines = [f"{result['device']['name']} · torch {result['torch']} · cuDNN {result['cudnn']} · batch 1, 224x224, "
              f"{result['protocol']['rounds']} interleaved rounds x {result['protocol']['runs_per_round']} runs"]
     by = {(s["model"], s["precision"], s["mode"]): s["samples_ms"] for s in result["samples"]}
+    modes = sorted({s["mode"] for s in result["samples"]})
     for prec in ("fp32", "fp16"):
-        for mode in ("eager", "cudagraph"):
+        for mode in modes:
             lines.append(f"\n{prec} {mode}: model, median ms [p10-p90]")
             for m in result["meta"]:
                 s = summarize(by[(m, prec, mode)])
                 lines.append(f"  {m:24s} {fmt(s.median):>8s} [{fmt(s.p10)}-{fmt(s.p90)}]")
             c = compare(by[("freenet_s2", prec, mode)], by[("starnet_s4", prec, mode)])
             lines.append(f"  FreeNet-S2 / StarNet-S4 = {fmt_ratio(c)} ({c.verdict}); paper: 0.71 (desktop GPU, ONNX Runtime)")
+    for name, rows in result.get("profiles", {}).items():
+        lines.append(f"\nwhere the GPU time goes: {name} (fp16, {modes[-1].split('+')[0]} graph), per inference")
+        total = sum(r["self_device_us_per_run"] for r in rows)
+        for r in rows[:12]:
+            lines.append(f"  {r['self_device_us_per_run']:8.1f} us {100 * r['self_device_us_per_run'] / total:5.1f}%  x{r['calls']:<4d} {r['op'][:90]}")
     return "\n".join(lines)
 
 
@@ -159,6 +196,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--deploy", action=argparse.BooleanOptionalAction, default=True, help="also time the pass-rewritten graph")
+    ap.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--ingest", type=Path, help="store a previous --out file as reports")
     ap.add_argument("--db", default=None)
     args = ap.parse_args()
