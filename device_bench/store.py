@@ -98,7 +98,7 @@ reports = Table(
     Column("samples_json", Text, nullable=False),
     Column("report_json", Text, nullable=False),
     Index("ix_reports_group", "device", "runtime", "accelerator", "model"),
-    Index("ix_reports_created", "created_at"),
+    Index("ix_reports_created", "created_at", "id"),  # newest-first listing without a sort
 )
 
 FAMILIES = (("freenet_", "FreeNet"), ("starnet_", "StarNet"), ("mobilenet", "MobileNet"))
