@@ -11,7 +11,7 @@
 #   scripts/setup_swift.sh           install (or repair) the chroot and its mounts
 #   scripts/setup_swift.sh --check   exit 0 when `swift` runs in the chroot, 1 otherwise (no changes)
 #   scripts/setup_swift.sh --print-root   print the chroot path
-#   scripts/setup_swift.sh --umount  unmount what this script mounted (e.g. before deleting the chroot)
+#   scripts/setup_swift.sh --umount  unmount /proc from the chroot (do this before deleting it)
 # Must run as root (debootstrap, mount, chroot).
 set -euo pipefail
 
@@ -43,12 +43,12 @@ swift_works() {
 }
 
 mount_all() {
-  # swift needs /proc (its driver reads /proc/self/exe), /dev (null, urandom, ptys for the test
-  # runner) and a writable /tmp; /dev/shm backs the POSIX semaphores used by swiftpm's locks.
-  mkdir -p "$ROOT/proc" "$ROOT/dev" "$ROOT/tmp"
+  # swift needs /proc (the driver reads /proc/self/exe; the test runner reads /proc/self/fd).
+  # /dev is NOT bind-mounted: debootstrap already created null, zero, (u)random, tty and ptmx
+  # nodes in the chroot, and a bind mount of the host's /dev would let an `rm -rf` of the tools
+  # folder delete the host's device nodes.
+  mkdir -p "$ROOT/proc" "$ROOT/tmp"
   mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
-  mountpoint -q "$ROOT/dev" || mount --bind /dev "$ROOT/dev"
-  if [[ -d /dev/pts ]] && ! mountpoint -q "$ROOT/dev/pts"; then mount --bind /dev/pts "$ROOT/dev/pts" || true; fi
   chmod 1777 "$ROOT/tmp"
 }
 

@@ -84,6 +84,19 @@ def swift_chroot() -> Path:
     return CHROOT
 
 
+def test_setup_script_rerun_is_fast_and_keeps_the_toolchain(swift_chroot: Path) -> None:
+    """A second run of the installer takes the fast path and leaves a working swift behind."""
+    start = time.monotonic()
+    rerun = subprocess.run(["bash", str(SETUP)], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "FREENET_TOOLS": str(TOOLS)})
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "already installed: Swift version 6." in rerun.stdout
+    assert time.monotonic() - start < 30
+    # No bind mount of the host's /dev: deleting the tools folder must not touch host devices.
+    mounts = Path("/proc/mounts").read_text().split("\n")
+    assert not [m for m in mounts if f" {swift_chroot}/dev " in m], "host /dev is bind-mounted into the chroot"
+
+
 def write_tiny_bundle(root: Path) -> dict:
     """A bundle the runner can execute on Linux: logits = W @ mean_hw(x) + b, reference by numpy."""
     rng = np.random.default_rng(0)
