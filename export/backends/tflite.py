@@ -196,7 +196,8 @@ def _census_coverage(path: Path, quantized: bool) -> tuple[Coverage, object]:
     unique = sorted({f"{v.op} [{v.rule}]: {v.detail}" for v in result.delegate_violations})
     coverage = Coverage(
         tool="export.checks.tflite_census (static GPU-delegate rules)",
-        delegate="litert-gpu",
+        # Named apart from the real run so the status table can tell prediction from proof.
+        delegate="litert-gpu (static census)",
         supported_nodes=result.num_ops - len(flagged),
         total_nodes=result.num_ops,
         full=result.predicts_gpu_only,
