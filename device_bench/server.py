@@ -110,12 +110,12 @@ def create_app(
         if scheme.lower() != "bearer" or not token.strip():
             raise HTTPException(401, "missing device token: send 'Authorization: Bearer <token>' "
                                 "(create one with `freenet token create --device NAME`)",
-                                headers={"WWW-Authenticate": "Bearer"})
+                                headers={"WWW-Authenticate": 'Bearer realm="freenet"'})
         info = await run_in_threadpool(store.lookup_token, token.strip())
         if info is None:
-            raise HTTPException(401, "unknown device token", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(401, "unknown device token", headers={"WWW-Authenticate": 'Bearer realm="freenet"'})
         if info.revoked:
-            raise HTTPException(401, f"device token {info.id} was revoked", headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(401, f"device token {info.id} was revoked", headers={"WWW-Authenticate": 'Bearer realm="freenet"'})
         try:
             body = await _read_limited(request, max_body_bytes)
         except _BodyTooLarge:

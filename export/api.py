@@ -67,7 +67,9 @@ class ExportPlan:
     checkpoint: Path | None = None
     input_size: int | None = None
     seed: int = 0
-    channels_last_io: bool = False
+    # TFLite NHWC input/output: removes the only TRANSPOSE of every graph checked, with unchanged GPU
+    # acceptance and parity (docs/export-onnx-tflite.md), and matches Android image buffers
+    channels_last_io: bool = True
     agreement_images: int = 32
 
     def jobs(self) -> list[tuple[str, str, str, str]]:
@@ -248,13 +250,28 @@ def _reusable(old: Artifact | None, pm: PreparedModel, plan: ExportPlan, bundle:
         old.config_hash == pm.config_hash
         and old.weights == pm.weights
         and [p.name for p in old.passes] == [p.name for p in pm.passes]
-        and old.tool_versions == versions
+        and all(old.tool_versions.get(k) == v for k, v in versions.items())  # backends add their own keys
         and old.reference is not None
         and old.reference.output_sha256 == pm.reference.output_sha256
     )
     if not same or not path.exists():
         return False
     return old.sha256 == (sha256_file(path) if path.is_file() else _dir_sha256(path))
+
+
+def _zip_dir(path: Path) -> Path:
+    """A directory artifact (.mlpackage) as ONE uncompressed zip file: one download and one
+    sha256 for the phone, unpacked there without a decompressor (ZIP_STORED), and byte-identical
+    across runs (sorted entries, fixed timestamps)."""
+    import zipfile
+
+    out = path.with_name(path.name + ".zip")
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as z:
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(f"{path.name}/{f.relative_to(path)}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            z.writestr(info, f.read_bytes())
+    return out
 
 
 def _dir_sha256(path: Path) -> str:
@@ -311,10 +328,11 @@ def export_one(pm: PreparedModel, fmt: str, target: str, precision: str, plan: E
         art.parity = _parity(backend, res.path, pm, target, precision, plan.agreement_images)
         final_dir = bundle / pm.name
         final_dir.mkdir(parents=True, exist_ok=True)
-        final = final_dir / f"{fmt}-{target}-{precision}{EXTENSIONS[fmt]}"
+        src = _zip_dir(res.path) if res.path.is_dir() else res.path
+        final = final_dir / f"{fmt}-{target}-{precision}{src.name[src.name.index('.'):]}"
         if final.exists():
             shutil.rmtree(final) if final.is_dir() else final.unlink()
-        os.replace(res.path, final)  # atomic within one filesystem
+        os.replace(src, final)  # atomic within one filesystem
         art.file = str(final.relative_to(bundle))
         art.sha256 = sha256_file(final) if final.is_file() else _dir_sha256(final)
         art.size_bytes = _size(final)

@@ -45,7 +45,7 @@ def export(
     reuse: Annotated[bool, typer.Option(help="Keep up-to-date artifacts of an existing bundle, rebuild the rest.")] = False,
     checkpoint: Annotated[Path | None, typer.Option(help="Local checkpoint (e.g. from `freenet train`).")] = None,
     input_size: Annotated[int | None, typer.Option(help="Square input size (default: the model's).")] = None,
-    nhwc: Annotated[bool, typer.Option(help="TFLite: NHWC input/output tensors.")] = False,
+    nhwc: Annotated[bool, typer.Option("--nhwc/--nchw", help="TFLite input/output layout (NHWC removes the input TRANSPOSE).")] = True,
 ) -> None:
     """Export models to ONNX / Core ML / TFLite / ExecuTorch with rewrite passes, verify every artifact."""
     from .api import ExportError, ExportPlan, export_bundle, summarize

@@ -91,7 +91,7 @@ class Artifact(_Model):
     precision: Precision
     status: Status
     error: str | None = None
-    file: str | None = None
+    file: str | None = Field(None, description="path inside the bundle; Core ML packages ship as an uncompressed .mlpackage.zip")
     sha256: str | None = None
     size_bytes: int | None = None
     inputs: list[TensorSpec] = Field(default_factory=list)

@@ -1,0 +1,208 @@
+"""The export orchestrator end to end: real converters, bundles, manifests, bad input, atomicity,
+reuse, int8 on real images, passes that visibly matter, and every FreeNet variant mobile-GPU clean."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import freenet  # noqa: F401
+from export import api
+from export.api import ExportError, ExportPlan, export_bundle
+from export.backends import onnx as onnx_backend
+from export.manifest import Manifest, sha256_file
+
+SIZE = 64  # every op of the 224 graph, at a fraction of the cost
+
+
+def plan(tmp_path: Path, **kw) -> ExportPlan:
+    base = dict(models=["freenet_tiny"], formats=["onnx"], precisions=["fp32"], out_dir=tmp_path / "bundle", input_size=SIZE)
+    return ExportPlan(**{**base, **kw})
+
+
+def test_bundle_is_complete_and_verified(tmp_path):
+    m = export_bundle(plan(tmp_path, formats=["onnx", "tflite", "executorch", "coreml"], precisions=["fp32", "fp16"]))
+    bundle = tmp_path / "bundle"
+    on_disk = Manifest.load(bundle / "manifest.json")
+    assert on_disk == m
+    by = {(a.format, a.target, a.precision): a for a in m.artifacts}
+    assert len(by) == 10  # 5 targets x 2 precisions
+    for a in m.artifacts:
+        assert a.status == "ok", (a.id, a.error)
+        path = bundle / a.file
+        assert path.exists()
+        if path.is_file():
+            assert sha256_file(path) == a.sha256 and path.stat().st_size == a.size_bytes
+        assert a.inputs[0].shape[-1] == SIZE or a.inputs[0].shape[2] == SIZE
+        assert a.inputs[0].mean and a.inputs[0].std
+        assert [p.name for p in a.passes][:1] == ["fold_channel_permutation"] and a.passes[0].rewrites == 4
+        assert a.tool_versions["torch"].startswith("2.13")
+        assert a.params and a.macs
+        ref = bundle / a.reference.input_file
+        assert sha256_file(ref) == a.reference.input_sha256
+        if a.parity.checked:
+            assert a.parity.passed, (a.id, a.parity)
+    # Core ML cannot predict on Linux: parity says so instead of pretending
+    assert not by[("coreml", "coreml-cpu-gpu", "fp16")].parity.checked
+    assert "macOS" in by[("coreml", "coreml-cpu-gpu", "fp16")].parity.note
+    # metadata embedded natively in ONNX
+    props = {p.key: p.value for p in onnx.load(bundle / by[("onnx", "onnxruntime-nnapi", "fp32")].file).metadata_props}
+    assert props["freenet.model"] == "freenet_tiny" and json.loads(props["freenet.passes"])[0][0] == "fold_channel_permutation"
+    # the reference output reproduces from the reference input
+    out = np.fromfile(bundle / a.reference.output_file, dtype="<f4")
+    assert out.shape == (1000,) and np.isfinite(out).all()
+
+
+def test_passes_visibly_matter_for_the_mobile_gpu(tmp_path):
+    on = export_bundle(plan(tmp_path, formats=["tflite"], out_dir=tmp_path / "on"))
+    off = export_bundle(plan(tmp_path, formats=["tflite"], passes=[], out_dir=tmp_path / "off"))
+    gpu = lambda m: next(c for c in m.artifacts[0].coverage if "gpu" in c.delegate.lower() and c.partitions is not None)  # noqa: E731
+    assert gpu(on).full is True
+    assert gpu(off).full is False
+    assert any("rank" in u.lower() or "dimensions" in u.lower() or "RESHAPE" in u for u in gpu(off).unsupported + [json.dumps(gpu(off).detail)])
+
+
+@pytest.mark.parametrize(
+    "kw, fragment",
+    [
+        (dict(formats=["onnx", "caffe"]), "valid: "),
+        (dict(precisions=["fp8"]), "valid: "),
+        (dict(targets=["tpu-v9"]), "valid: "),
+        (dict(targets=["litert-gpu"], formats=["onnx", "tflite"], models=["nope"]), "unknown model"),
+        (dict(formats=["onnx"], targets=["litert-gpu"]), "nothing to export|belong to none"),
+        (dict(passes=["magic"]), "available"),
+    ],
+)
+def test_bad_requests_name_the_valid_choices(tmp_path, kw, fragment):
+    with pytest.raises((ExportError, ValueError), match=fragment):
+        export_bundle(plan(tmp_path, **kw))
+
+
+def test_existing_bundle_unwritable_dir_and_force(tmp_path):
+    export_bundle(plan(tmp_path))
+    with pytest.raises(ExportError, match="--force"):
+        export_bundle(plan(tmp_path))
+    m = export_bundle(plan(tmp_path, on_existing="overwrite"))
+    assert m.artifacts[0].status == "ok"
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    try:
+        if os.geteuid() == 0:  # root ignores permissions: use a path below a file instead
+            (tmp_path / "afile").write_text("x")
+            target = tmp_path / "afile" / "bundle"
+        else:
+            target = ro / "bundle"
+        with pytest.raises(ExportError, match="cannot write|not a directory"):
+            export_bundle(plan(tmp_path, out_dir=target))
+    finally:
+        os.chmod(ro, 0o700)
+
+
+def test_one_failing_format_never_hides_the_others(tmp_path, monkeypatch):
+    def broken(req):
+        raise RuntimeError("converter exploded: op FancyOp is not supported")
+
+    monkeypatch.setattr("export.backends.tflite.export", broken)
+    m = export_bundle(plan(tmp_path, formats=["tflite", "onnx"]))
+    status = {a.format: a for a in m.artifacts}
+    assert status["tflite"].status == "failed" and "FancyOp" in status["tflite"].error
+    assert status["onnx"].status == "ok"
+    rows = api.summarize(m.artifacts)
+    assert [r["reason"] for r in rows if r["format"] == "tflite"][0].startswith("RuntimeError")
+    assert all(r["size_mb"] is None for r in rows if r["status"] == "failed")  # never 0 for a missing value
+
+
+def test_interrupted_conversion_leaves_no_half_written_artifact(tmp_path, monkeypatch):
+    real = onnx_backend.export
+
+    def half_then_interrupt(req):
+        req.out_path.write_bytes(b"\x08\x07half an onnx file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(onnx_backend, "export", half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        export_bundle(plan(tmp_path))
+    bundle = tmp_path / "bundle"
+    assert not list(bundle.rglob("*.onnx"))
+    assert not (bundle / ".staging").exists()
+    monkeypatch.setattr(onnx_backend, "export", real)
+    assert export_bundle(plan(tmp_path, on_existing="reuse")).artifacts[0].status == "ok"
+
+
+def test_reuse_keeps_up_to_date_artifacts(tmp_path, monkeypatch):
+    first = export_bundle(plan(tmp_path))
+    calls = []
+    monkeypatch.setattr(onnx_backend, "export", lambda req: calls.append(req) or (_ for _ in ()).throw(AssertionError("re-exported")))
+    again = export_bundle(plan(tmp_path, on_existing="reuse"))
+    assert not calls and again.artifacts == first.artifacts
+    # a changed pass selection is not up to date
+    monkeypatch.undo()
+    changed = export_bundle(plan(tmp_path, on_existing="reuse", passes=["fold_channel_permutation"]))
+    assert [p.name for p in changed.artifacts[0].passes] == ["fold_channel_permutation"]
+
+
+def test_missing_converter_names_the_package(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "coremltools" else real(name, *a))
+    m = export_bundle(plan(tmp_path, formats=["coreml"], precisions=["fp16"]))
+    assert m.artifacts[0].status == "failed"
+    assert "pip install coremltools==9.0" in m.artifacts[0].error
+
+
+@pytest.mark.slow
+def test_int8_top1_agreement_on_real_images_with_a_trained_checkpoint(tmp_path):
+    from freenet.train import TrainConfig, train
+
+    res = train(TrainConfig("freenet_tiny", out_dir=tmp_path / "ck", epochs=2))
+    m = export_bundle(plan(tmp_path, formats=["onnx", "tflite"], precisions=["int8"], checkpoint=res.checkpoint, input_size=None))
+    for a in m.artifacts:
+        assert a.status == "ok", a.error
+        assert a.weights.startswith("checkpoint:")
+        assert a.inputs[0].mean == [0.5, 0.5, 0.5]
+        assert a.parity.images == 32 and a.parity.top1_agreement >= 0.8, (a.id, a.parity)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["freenet_s1", "freenet_s2", "freenet_s3", "freenet_s4"])
+def test_every_freenet_variant_is_mobile_gpu_clean(tmp_path, variant):
+    """TFLite runs GPU-only on the real delegate, ONNX is one NNAPI and one CoreML partition,
+    ExecuTorch is one XNNPACK subgraph, Vulkan lowers fully (64x64 input: the same graph as 224)."""
+    m = export_bundle(plan(tmp_path, models=[variant], formats=["tflite", "onnx", "executorch"], targets=["litert-gpu", "onnxruntime-nnapi", "executorch-xnnpack", "executorch-vulkan"]))
+    for a in m.artifacts:
+        assert a.status == "ok", (a.id, a.error)
+        assert a.coverage, a.id
+        relevant = [c for c in a.coverage if c.delegate != "CoreML NeuralNetwork"]  # legacy format, recorded only
+        for c in relevant:
+            assert c.full, (a.id, c.delegate, c.unsupported, c.partitions)
+            if c.partitions is not None:
+                assert c.partitions == 1, (a.id, c.delegate, c.partitions)
+
+
+def test_committed_manifest_json_schema_is_current():
+    from export.manifest import json_schema
+
+    committed = json.loads((Path(__file__).parents[2] / "export" / "schema" / "manifest.schema.json").read_text())
+    assert committed == json_schema(), "regenerate: python -m export.manifest > export/schema/manifest.schema.json"
+
+
+def test_coreml_package_ships_as_one_stored_zip(tmp_path):
+    import zipfile
+
+    m = export_bundle(plan(tmp_path, formats=["coreml"], precisions=["fp16"]))
+    a = m.artifacts[0]
+    assert a.status == "ok", a.error
+    assert a.file.endswith(".mlpackage.zip")
+    path = tmp_path / "bundle" / a.file
+    assert sha256_file(path) == a.sha256
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
+    assert any(n.endswith("Manifest.json") for n in names)
