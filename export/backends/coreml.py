@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from ..manifest import Coverage, TensorSpec
-from .base import BackendResult, ExportRequest, NotRunnableHere, package_version
+from .base import BackendResult, ExportRequest, NotRunnableHere
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
+INPUT_NAME = "input"  # the manifest names, shared with the ONNX backend
+OUTPUT_NAME = "output"
 
 # target -> the coremltools ComputeUnit name the app should load the model with
 COMPUTE_UNITS = {
@@ -84,7 +84,7 @@ def export(req: ExportRequest) -> BackendResult:
         notes.append(
             "int8 is weight-only (coremltools linear_quantize_weights, symmetric per-channel int8 "
             "decoded by constexpr_affine_dequantize; weights under 2048 elements stay fp16, the "
-            "coremltools default threshold); activations compute in fp16."
+            "coremltools default threshold); activations compute in fp16 (no calibration data used)."
         )
     elif req.precision == "fp16":
         notes.append("fp16 weights and activations; the fp32 input and output are cast at the edges.")

@@ -28,9 +28,9 @@ from torch import nn
 from ..manifest import Coverage, TensorSpec
 from .base import BackendResult, ExportRequest, NotRunnableHere, package_version
 
-# Names given to the program's single input and output in the manifest (a .pte itself is positional).
+# Names of the single input and output in the manifest, as in the ONNX backend (a .pte is positional).
 INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
+OUTPUT_NAME = "output"
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,19 @@ def export(req: ExportRequest) -> BackendResult:
     if not isinstance(model, torch.fx.GraphModule):  # an exported graph module refuses .eval()
         model.eval()
     x = req.example_input
+    quantized = req.target == "executorch-xnnpack" and req.precision == "int8"
+    if quantized and req.calibration is not None and tuple(req.calibration.shape[1:]) != tuple(x.shape[1:]):
+        raise ValueError(
+            f"calibration images have shape {tuple(req.calibration.shape[1:])} per image but the "
+            f"model input is {tuple(x.shape[1:])}; resize them to the export resolution"
+        )
     notes = [
         "ExecuTorch .pte files have no metadata slot: the bundle manifest (sidecar) carries the metadata.",
         f"Runs on: {target.device}.",
     ]
     with torch.no_grad():
-        program = _stage("torch.export", lambda: _exported_program(model, x, req, notes))
+        step = "PT2E quantization / torch.export" if quantized else "torch.export"
+        program = _stage(step, lambda: _exported_program(model, x, req, notes))
         partitioner = _partitioner(req.target, req.precision, notes)
         with _capture_skip_reasons() as reasons:
             edge = _stage(
@@ -257,11 +264,6 @@ def _quantize_xnnpack(model: nn.Module, x: torch.Tensor, calibration: torch.Tens
         calibration = torch.randn((8, *x.shape[1:]), generator=gen)
         notes.append("int8 calibrated on 8 random normal inputs (no calibration images given): accuracy is not representative.")
     else:
-        if tuple(calibration.shape[1:]) != tuple(x.shape[1:]):
-            raise ValueError(
-                f"calibration images have shape {tuple(calibration.shape[1:])} per image but the "
-                f"model input is {tuple(x.shape[1:])}; resize them to the export resolution"
-            )
         notes.append(f"int8 calibrated on {len(calibration)} images.")
     notes.append("int8: static PT2E quantization (XNNPACKQuantizer, symmetric, per-channel weights, per-tensor activations).")
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))

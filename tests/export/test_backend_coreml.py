@@ -72,7 +72,7 @@ def test_freenet_tiny_fp16_is_a_valid_fp16_program(tiny, tmp_path):
     # fp16 throughout: the only fp32 value is the cast that produces the float32 output
     assert d["fp16_throughout"] and d["value_dtypes"]["FLOAT32"] == 1 and d["op_census"]["cast"] == 2
     assert d["inputs"] == [{"name": "input", "shape": [1, 3, 64, 64], "dtype": "FLOAT32"}]
-    assert d["outputs"] == [{"name": "logits", "shape": [1, 1000], "dtype": "FLOAT32"}]
+    assert d["outputs"] == [{"name": "output", "shape": [1, 1000], "dtype": "FLOAT32"}]
     assert d["user_defined_metadata"]["bundle_id"] == "b-test"
     assert d["user_defined_metadata"]["compute_units"] == "ALL"
     assert res.min_deployment_target == "iOS16"
@@ -91,7 +91,7 @@ def test_precisions_and_compute_units(tmp_path, target, precision):
     assert cov.full is True, cov.unsupported
     d = cov.detail
     assert d["user_defined_metadata"]["compute_units"] == coreml.COMPUTE_UNITS[target]
-    assert [(t.name, t.dtype) for t in res.inputs + res.outputs] == [("input", "float32"), ("logits", "float32")]
+    assert [(t.name, t.dtype) for t in res.inputs + res.outputs] == [("input", "float32"), ("output", "float32")]
     if precision == "fp32":
         assert "FLOAT16" not in d["value_dtypes"] and d["weight_decoders"] == 0
     elif precision == "int8":

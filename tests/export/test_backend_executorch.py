@@ -126,7 +126,7 @@ def test_xnnpack_int8_with_calibration(tmp_path):
 
 def test_int8_calibration_of_the_wrong_size_is_refused(tmp_path):
     model = nn.Conv2d(3, 4, 1).eval()
-    with pytest.raises(RuntimeError, match="resize them to the export resolution"):
+    with pytest.raises(ValueError, match="resize them to the export resolution"):
         _export(model, torch.randn(1, 3, 16, 16), tmp_path, "executorch-xnnpack", "int8",
                 calibration=torch.randn(2, 3, 8, 8))
 
