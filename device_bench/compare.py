@@ -47,6 +47,7 @@ class ComparePlan:
     runs_per_round: int = 10
     warmup: int = 10
     threads: int = 1
+    input_size: int | None = None  # None: each model's own (224); smaller only for quick checks
 
     @property
     def bundle(self) -> Path:
@@ -62,7 +63,8 @@ Progress = Callable[[str, str, int, int], None]  # (phase, what, done, total)
 
 def run_compare(plan: ComparePlan, progress: Progress | None = None) -> Path:
     plan.work_dir.mkdir(parents=True, exist_ok=True)
-    eplan = ExportPlan(models=plan.models, formats=plan.formats, precisions=plan.precisions, out_dir=plan.bundle, on_existing="reuse")
+    eplan = ExportPlan(models=plan.models, formats=plan.formats, precisions=plan.precisions, out_dir=plan.bundle, on_existing="reuse",
+                        input_size=plan.input_size)
     manifest = export_bundle(eplan, (lambda w, d, t: progress("export", w, d, t)) if progress else None)
     bplan = BenchPlan(plan.bundle, runtimes=plan.runtimes, models=plan.models, precisions=["fp32"], warmup=plan.warmup,
                       rounds=plan.rounds, runs_per_round=plan.runs_per_round, threads=plan.threads)
