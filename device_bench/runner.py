@@ -68,6 +68,9 @@ class Job:
     artifact: Artifact
     path: Path | None  # None for eager PyTorch
     spec: dict
+    bundle: Path = Path(".")
+    bundle_id: str | None = None
+    label: str = ""  # extra tag for reports (e.g. which pass set built the bundle)
 
 
 def host_device() -> dict:
@@ -129,19 +132,19 @@ def plan_jobs(manifest: Manifest, plan: BenchPlan, bundle: Path) -> list[Job]:
                 if a.precision == "fp32" and a.weights.startswith("random") and a.model not in seen:
                     seen[a.model] = a
             for a in seen.values():
-                jobs.append(Job(rt, a, None, {}))
+                jobs.append(Job(rt, a, None, {}, bundle, manifest.bundle_id))
             continue
         by_key: dict[tuple[str, str], Artifact] = {}
         for a in arts:
             if a.format == fmt and a.target in targets:
                 by_key.setdefault((a.model, a.precision), a)  # one artifact per model x precision
         for a in by_key.values():
-            jobs.append(Job(rt, a, bundle / a.file, {"swiftshader_dir": swiftshader} if swiftshader else {}))
+            jobs.append(Job(rt, a, bundle / a.file, {"swiftshader_dir": swiftshader} if swiftshader else {}, bundle, manifest.bundle_id))
     return jobs
 
 
-def _spec(job: Job, plan: BenchPlan, bundle: Path) -> dict:
-    a = job.artifact
+def _spec(job: Job, plan: BenchPlan) -> dict:
+    a, bundle = job.artifact, job.bundle
     shape = list(a.inputs[0].shape) if a.inputs else None
     layout = a.inputs[0].layout if a.inputs else "NCHW"
     nchw = [shape[0], shape[3], shape[1], shape[2]] if shape and layout == "NHWC" else shape
@@ -195,7 +198,7 @@ class Worker:
                 self.proc.kill()
 
 
-def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal: tuple, parity: dict, bundle_id: str) -> Report:
+def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal: tuple, parity: dict) -> Report:
     a, rt = w.job.artifact, w.job.runtime
     fmt, accel, _ = HOST_RUNTIMES[rt]
     placement = None
@@ -226,7 +229,7 @@ def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal
             # eager PyTorch measures no file: its weights are identified by a state-dict digest
             "sha256": a.sha256 if rt != "pytorch" else w.load.get("weights_sha256", "0" * 64),
             "input_shape": a.inputs[0].shape if a.inputs else [1, 3, 224, 224],
-            "bundle": bundle_id, "macs": a.macs, "params": a.params,
+            "bundle": w.job.bundle_id, "macs": a.macs, "params": a.params,
         },
         "timing": {
             "load_ms": w.load.get("load_ms"), "first_inference_ms": w.load.get("first_inference_ms"),
@@ -237,7 +240,7 @@ def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal
         "parity": {"max_abs_diff": parity.get("max_abs_diff"), "reference_checked": "max_abs_diff" in parity},
         "status": "ok" if ok else "error",
         "error": None if ok else (w.error or "no samples were measured"),
-        "notes": {"target": a.target, "passes": ",".join(p.name for p in a.passes) or "none",
+        "notes": {"target": a.target, "passes": ",".join(p.name for p in a.passes) or "none", **({"label": w.job.label} if w.job.label else {}),
                   "rounds": str(plan.rounds), "runs_per_round": str(plan.runs_per_round)},
     })
 
@@ -262,6 +265,11 @@ def run_bench(plan: BenchPlan, sink: Callable[[Report], None], progress: Progres
     jobs = plan_jobs(manifest, plan, bundle)
     if not jobs:
         raise ValueError(f"nothing to measure in {bundle} for runtimes {plan.runtimes} and precisions {plan.precisions}")
+    return measure_jobs(jobs, plan, sink, progress)
+
+
+def measure_jobs(jobs: list[Job], plan: BenchPlan, sink: Callable[[Report], None], progress: ProgressFn | None = None) -> list[Report]:
+    """Measure jobs (possibly from several bundles) runtime by runtime, rounds interleaved."""
     device, reports, done = host_device(), [], 0
     rng = random.Random(plan.seed)
     steps = len(jobs) * (plan.rounds + 2)
@@ -270,7 +278,7 @@ def run_bench(plan: BenchPlan, sink: Callable[[Report], None], progress: Progres
         if not group:
             continue
         started, t_before = datetime.now(timezone.utc), thermal_state()
-        workers = [Worker(j, _spec(j, plan, bundle)) for j in group]
+        workers = [Worker(j, _spec(j, plan)) for j in group]
         try:
             for w in workers:  # load + first inference + warm-up, one at a time
                 if progress:
@@ -290,7 +298,7 @@ def run_bench(plan: BenchPlan, sink: Callable[[Report], None], progress: Progres
             t_after = thermal_state()
             for w in workers:
                 parity = w.ask({"cmd": "parity"}) if not w.error else {}
-                report = _report(w, plan, device, started, (t_before, t_after), parity if "error" not in parity else {}, manifest.bundle_id)
+                report = _report(w, plan, device, started, (t_before, t_after), parity if "error" not in parity else {})
                 sink(report)
                 reports.append(report)
                 done += 1

@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export FREENET_TOOLS="${FREENET_TOOLS:-$HOME/.cache/freenet-deploy}"
-exec .venv/bin/python -m pytest -q --timeout=1800 -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -q --timeout=1800 --durations=20 -p no:cacheprovider "$@"
