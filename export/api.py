@@ -71,6 +71,8 @@ class ExportPlan:
     # acceptance and parity (docs/export-onnx-tflite.md), and matches Android image buffers
     channels_last_io: bool = True
     agreement_images: int = 32
+    # constructor options for every model, e.g. {"equimo": True, "act": "gelu_tanh"} (docs/freenet.md)
+    model_kwargs: dict = field(default_factory=dict)
 
     def jobs(self) -> list[tuple[str, str, str, str]]:
         """(model, format, target, precision) in execution order, after validating every name."""
@@ -175,9 +177,9 @@ def _real_images(size: tuple[int, int, int], n: int, mean: list[float], std: lis
 
 def prepare_model(name: str, plan: ExportPlan, bundle: Path) -> PreparedModel:
     info = model_info(name)
-    kwargs: dict = {}
+    kwargs: dict = dict(plan.model_kwargs)
     torch.manual_seed(plan.seed)
-    model = create_model(name, checkpoint=plan.checkpoint)
+    model = create_model(name, checkpoint=plan.checkpoint, **kwargs)
     if plan.checkpoint is not None:
         meta = torch.load(plan.checkpoint, map_location="cpu", weights_only=True).get("meta", {})
         size = tuple(meta.get("input_size", info.input_size))

@@ -18,6 +18,22 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _model_kwargs(items: list[str]) -> dict:
+    """KEY=VALUE pairs; VALUE is read as JSON (true, 3, [[5, 2]]) and otherwise kept as text."""
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def status_table(rows: list[dict], title: str = "Export status") -> Table:
     table = Table(title=title, show_lines=False)
     for col in ("model", "format", "target", "precision", "status", "size MB", "parity", "delegate coverage", "time s", "reason"):
@@ -45,6 +61,7 @@ def export(
     reuse: Annotated[bool, typer.Option(help="Keep up-to-date artifacts of an existing bundle, rebuild the rest.")] = False,
     checkpoint: Annotated[Path | None, typer.Option(help="Local checkpoint (e.g. from `freenet train`).")] = None,
     input_size: Annotated[int | None, typer.Option(help="Square input size (default: the model's).")] = None,
+    model_set: Annotated[list[str] | None, typer.Option("--set", help="Model constructor option KEY=VALUE (repeatable), e.g. --set equimo=true --set act=gelu_tanh.")] = None,
     nhwc: Annotated[bool, typer.Option("--nhwc/--nchw", help="TFLite input/output layout (NHWC removes the input TRANSPOSE).")] = True,
 ) -> None:
     """Export models to ONNX / Core ML / TFLite / ExecuTorch with rewrite passes, verify every artifact."""
@@ -53,11 +70,15 @@ def export(
 
     if force and reuse:
         raise typer.BadParameter("--force and --reuse exclude each other")
+    try:
+        model_kwargs = _model_kwargs(model_set or [])
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     selected = [] if no_passes else (list(DEFAULT_PASSES) if passes is None else _csv(passes))
     plan = ExportPlan(
         models=models, formats=_csv(formats), precisions=_csv(precision), targets=_csv(targets) if targets else None,
         passes=selected, out_dir=out, on_existing="overwrite" if force else "reuse" if reuse else "error",
-        checkpoint=checkpoint, input_size=input_size, channels_last_io=nhwc,
+        checkpoint=checkpoint, input_size=input_size, channels_last_io=nhwc, model_kwargs=model_kwargs,
     )
     try:
         total = len(plan.jobs())

@@ -206,3 +206,28 @@ def test_coreml_package_ships_as_one_stored_zip(tmp_path):
         names = z.namelist()
         assert all(i.compress_type == zipfile.ZIP_STORED for i in z.infolist())
     assert any(n.endswith("Manifest.json") for n in names)
+
+
+def test_equimo_reading_needs_the_documented_options_for_nnapi(tmp_path):
+    """GELU (Erf) and GroupNorm (InstanceNormalization) split NNAPI; act=gelu_tanh + norm=batchnorm
+    make the Equimo reading one NNAPI partition, at a measured, small numeric cost."""
+    import torch
+
+    from freenet import create_model
+
+    def nnapi(kw, name):
+        m = export_bundle(plan(tmp_path, out_dir=tmp_path / name, model_kwargs=kw))
+        assert m.artifacts[0].status == "ok", m.artifacts[0].error
+        return next(c for c in m.artifacts[0].coverage if c.delegate == "NNAPI")
+
+    raw = nnapi({"equimo": True}, "raw")
+    assert not raw.full and {"ai.onnx:Erf", "ai.onnx:InstanceNormalization"} <= set(raw.unsupported)
+    fixed = nnapi({"equimo": True, "act": "gelu_tanh", "norm": "batchnorm"}, "fixed")
+    assert fixed.full and fixed.partitions == 1
+    # numeric cost of the tanh approximation, same weights
+    exact, approx = create_model("freenet_tiny", equimo=True), create_model("freenet_tiny", equimo=True, act="gelu_tanh")
+    approx.load_state_dict(exact.state_dict())
+    x = torch.randn(8, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a, b = exact(x), approx(x)
+    assert ((a - b).abs().max() / a.abs().max()).item() < 2e-3
