@@ -139,6 +139,11 @@ class PreparedModel:
     images: torch.Tensor  # real, normalised images for calibration and int8 agreement
 
 
+def _safe(name: str) -> str:
+    """A model name as a path component that survives URLs and every filesystem ('timm:x' -> 'timm_x')."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
 def _check_out_dir(out: Path, on_existing: str) -> None:
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a directory")
@@ -200,7 +205,7 @@ def prepare_model(name: str, plan: ExportPlan, bundle: Path) -> PreparedModel:
     ref_dir.mkdir(parents=True, exist_ok=True)
     files = {}
     for kind, arr in (("input", ref_in), ("output", ref_out)):
-        path = ref_dir / f"{name}.{kind}.f32"
+        path = ref_dir / f"{_safe(name)}.{kind}.f32"
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(arr.tobytes())
         tmp.replace(path)
@@ -328,7 +333,7 @@ def export_one(pm: PreparedModel, fmt: str, target: str, precision: str, plan: E
         art.notes = list(res.notes)
         art.min_deployment_target = res.min_deployment_target
         art.parity = _parity(backend, res.path, pm, target, precision, plan.agreement_images)
-        final_dir = bundle / pm.name
+        final_dir = bundle / _safe(pm.name)
         final_dir.mkdir(parents=True, exist_ok=True)
         src = _zip_dir(res.path) if res.path.is_dir() else res.path
         final = final_dir / f"{fmt}-{target}-{precision}{src.name[src.name.index('.'):]}"

@@ -231,3 +231,23 @@ def test_equimo_reading_needs_the_documented_options_for_nnapi(tmp_path):
     with torch.no_grad():
         a, b = exact(x), approx(x)
     assert ((a - b).abs().max() / a.abs().max()).item() < 2e-3
+
+
+def test_any_timm_model_goes_through_the_same_pipeline(tmp_path):
+    m = export_bundle(plan(tmp_path, models=["timm:resnet18"], formats=["onnx"]))
+    a = m.artifacts[0]
+    assert a.status == "ok", a.error
+    assert a.model == "timm:resnet18" and a.parity.passed
+    assert a.file.startswith("timm_resnet18/") and ":" not in a.reference.input_file
+    assert any(p.name == "fold_batchnorm" and p.rewrites > 0 for p in a.passes)
+
+
+def test_disk_full_is_reported_with_what_to_do(tmp_path, monkeypatch):
+    import errno
+
+    def full(req):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx_backend, "export", full)
+    a = export_bundle(plan(tmp_path)).artifacts[0]
+    assert a.status == "failed" and "disk full" in a.error and "--reuse" in a.error
