@@ -17,7 +17,7 @@ from torch import nn
 
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from .layers import FreeNetBlock, fit_dilation, make_act, make_norm
+from .layers import FreeNetBlock, fit_dilation, make_act
 
 __all__ = ["FreeNet", "FreeNetCfg", "VARIANTS", "EQUIMO_OVERRIDES"]
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -80,6 +81,30 @@ class BackendResult:
     coverage: list[Coverage] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     min_deployment_target: str | None = None
+
+
+RANDOM_CALIBRATION_SAMPLES = 16
+
+
+def calibration_batches(req: ExportRequest) -> tuple[list[np.ndarray], str]:
+    """int8 calibration batches shaped like `req.example_input` (NCHW float32) from
+    `req.calibration`, or seeded noise when no images were given, and a note saying which."""
+    batch = req.example_input.shape[0]
+    if req.calibration is None:
+        rng = np.random.default_rng(0)
+        shape = tuple(req.example_input.shape)
+        data = [rng.standard_normal(shape).astype(np.float32) for _ in range(RANDOM_CALIBRATION_SAMPLES)]
+        return data, f"calibrated on {RANDOM_CALIBRATION_SAMPLES} seeded random-normal inputs (no real images given)"
+    images = req.calibration.detach().to(torch.float32).cpu().numpy()
+    if images.ndim != 4 or images.shape[1:] != tuple(req.example_input.shape[1:]):
+        raise ValueError(
+            f"calibration images must be (N, {', '.join(map(str, req.example_input.shape[1:]))}), "
+            f"got {list(images.shape)}"
+        )
+    data = [images[i : i + batch] for i in range(0, images.shape[0] - batch + 1, batch)]
+    if not data:
+        raise ValueError(f"need at least {batch} calibration images, got {images.shape[0]}")
+    return data, f"calibrated on {len(data) * batch} real images"
 
 
 def package_version(name: str) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..manifest import Coverage, TensorSpec
-from .base import BackendResult, ExportRequest, NotRunnableHere, package_version
+from .base import BackendResult, ExportRequest, NotRunnableHere, calibration_batches, package_version
 
 TARGETS = ("onnxruntime-cpu", "onnxruntime-nnapi", "onnxruntime-coreml")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -30,7 +30,6 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # fails on Slice/ReduceMean axes (a logged traceback) and still writes 18.
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "input", "output"
-RANDOM_CALIBRATION_SAMPLES = 16
 
 # Which usability-checker sections matter for each target, most relevant first.
 _EP_ORDER = {
@@ -52,7 +51,7 @@ def _validate(req: ExportRequest) -> None:
     if req.example_input.ndim != 4:
         raise ValueError(f"example_input must be one NCHW image batch, got shape {list(req.example_input.shape)}")
     if req.precision == "int8":
-        _calibration_batches(req)  # refuse bad calibration data before the slow export
+        calibration_batches(req)  # refuse bad calibration data before the slow export
 
 
 def _exporter_reason(exc: BaseException) -> str:
@@ -101,32 +100,12 @@ def _to_fp16(model_proto):
     return ir.to_proto(ir_model)
 
 
-def _calibration_batches(req: ExportRequest) -> tuple[list[np.ndarray], str]:
-    """Batches shaped like example_input from `req.calibration`, or seeded noise (and say which)."""
-    batch = req.example_input.shape[0]
-    if req.calibration is None:
-        rng = np.random.default_rng(0)
-        shape = tuple(req.example_input.shape)
-        data = [rng.standard_normal(shape).astype(np.float32) for _ in range(RANDOM_CALIBRATION_SAMPLES)]
-        return data, f"calibrated on {RANDOM_CALIBRATION_SAMPLES} seeded random-normal inputs (no real images given)"
-    images = req.calibration.detach().to(torch.float32).cpu().numpy()
-    if images.ndim != 4 or images.shape[1:] != tuple(req.example_input.shape[1:]):
-        raise ValueError(
-            f"calibration images must be (N, {', '.join(map(str, req.example_input.shape[1:]))}), "
-            f"got {list(images.shape)}"
-        )
-    data = [images[i : i + batch] for i in range(0, images.shape[0] - batch + 1, batch)]
-    if not data:
-        raise ValueError(f"need at least {batch} calibration images, got {images.shape[0]}")
-    return data, f"calibrated on {len(data) * batch} real images"
-
-
 def _to_int8(fp32_path: Path, out_path: Path, req: ExportRequest) -> list[str]:
     """Static QDQ int8 quantization (onnxruntime.quantization), calibrated on `req.calibration`."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    batches, calibration_note = _calibration_batches(req)
+    batches, calibration_note = calibration_batches(req)
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:

@@ -21,14 +21,13 @@ import numpy as np
 import torch
 
 from ..manifest import Coverage, TensorSpec
-from .base import BackendResult, ExportRequest, package_version
+from .base import BackendResult, ExportRequest, calibration_batches, package_version
 
 TARGETS = ("litert-gpu", "litert-cpu")
 PRECISIONS = ("fp32", "fp16", "int8")
 # Names of the entries this backend adds to the flatbuffer's `metadata` table (UTF-8 JSON each).
 METADATA_NAME = "freenet_deploy"
 IO_METADATA_NAME = "freenet_deploy.io"
-RANDOM_CALIBRATION_SAMPLES = 16
 GPU_RUN_TIMEOUT_S = 600.0
 
 
@@ -44,7 +43,7 @@ def _validate(req: ExportRequest) -> None:
     if req.example_input.ndim != 4:
         raise ValueError(f"example_input must be one NCHW image batch, got shape {list(req.example_input.shape)}")
     if req.precision == "int8":
-        _calibration_inputs(req)  # refuse bad calibration data before the slow conversion
+        calibration_batches(req)  # refuse bad calibration data before the slow conversion
 
 
 def _to_nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -84,26 +83,6 @@ def _signature(model_bytes: bytes) -> tuple[str, dict, dict]:
     return key, runner.get_input_details(), runner.get_output_details()
 
 
-def _calibration_inputs(req: ExportRequest) -> tuple[list[np.ndarray], str]:
-    """Calibration batches (NCHW, shaped like example_input) and a note saying what they were."""
-    batch = req.example_input.shape[0]
-    if req.calibration is None:
-        rng = np.random.default_rng(0)
-        shape = tuple(req.example_input.shape)
-        data = [rng.standard_normal(shape).astype(np.float32) for _ in range(RANDOM_CALIBRATION_SAMPLES)]
-        return data, f"calibrated on {RANDOM_CALIBRATION_SAMPLES} seeded random-normal inputs (no real images given)"
-    images = req.calibration.detach().to(torch.float32).cpu().numpy()
-    if images.ndim != 4 or images.shape[1:] != tuple(req.example_input.shape[1:]):
-        raise ValueError(
-            f"calibration images must be (N, {', '.join(map(str, req.example_input.shape[1:]))}), "
-            f"got {list(images.shape)}"
-        )
-    data = [images[i : i + batch] for i in range(0, images.shape[0] - batch + 1, batch)]
-    if not data:
-        raise ValueError(f"need at least {batch} calibration images, got {images.shape[0]}")
-    return data, f"calibrated on {len(data) * batch} real images"
-
-
 def _quantize(model_bytes: bytes, req: ExportRequest) -> tuple[bytes, list[str]]:
     """fp16 or int8 with ai-edge-quantizer; returns the new flatbuffer and notes on what was done."""
     from ai_edge_quantizer import qtyping, quantizer, recipe
@@ -127,7 +106,7 @@ def _quantize(model_bytes: bytes, req: ExportRequest) -> tuple[bytes, list[str]]
         qt.update_quantization_recipe(regex=".*", operation_name=io_op, algorithm_key=AlgorithmName.NO_QUANTIZE)
     key, input_details, _ = _signature(model_bytes)
     (input_name,) = input_details
-    batches, calibration_note = _calibration_inputs(req)
+    batches, calibration_note = calibration_batches(req)
     if req.channels_last_io:
         batches = [np.ascontiguousarray(b.transpose(0, 2, 3, 1)) for b in batches]
     try:

@@ -16,8 +16,7 @@ TARGETS = (aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default)
 
 
 def _bounds(node: fx.Node, length: int) -> list[tuple[int, int]]:
-    x, arg, *rest = node.args
-    dim = rest[0] if rest else node.kwargs.get("dim", 0)
+    arg = node.args[1]
     if node.target is aten.split_with_sizes.default:
         sizes = list(arg)
     elif node.target is aten.split.Tensor:
