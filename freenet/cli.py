@@ -36,5 +36,17 @@ def build_app() -> typer.Typer:
     return app
 
 
+def _quiet_third_party_warnings() -> None:
+    """Converters warn about their own internals on every export (torch's pytree LeafSpec
+    deprecation, ExecuTorch's "experimental API"); a user can do nothing about them, and they bury
+    the progress bars. Our own warnings and errors are untouched."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"This API is experimental", category=Warning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(coremltools|executorch|torch|onnxscript|litert_torch)\b.*")
+
+
 def main() -> None:
+    _quiet_third_party_warnings()
     build_app()()
