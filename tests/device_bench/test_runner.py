@@ -117,3 +117,19 @@ def test_compare_main_job_writes_the_report(tmp_path):
     after = json.loads((plan.bundle / "manifest.json").read_text())
     assert [a["sha256"] for a in before["artifacts"]] == [a["sha256"] for a in after["artifacts"]]
     assert [a["export_seconds"] for a in before["artifacts"]] == [a["export_seconds"] for a in after["artifacts"]]
+
+
+def test_executorch_worker_uses_the_requested_threads(bundle):
+    """ExecuTorch's XNNPACK threadpool defaults to every core; the worker must pin it like the others."""
+    import subprocess
+    import sys
+
+    code = ("import device_bench.host_worker as w, pathlib, json;"
+            "from executorch.extension.pybindings import portable_lib as p;"
+            "m = json.loads(pathlib.Path(r'%s').read_text());"
+            "a = next(a for a in m['artifacts'] if a['target'] == 'executorch-xnnpack');"
+            "w._executorch(pathlib.Path(r'%s') / a['file'], 1, {});"
+            "print(p._threadpool_get_thread_count())") % (bundle / "manifest.json", bundle)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "1"
