@@ -18,21 +18,6 @@ from export.backends.base import ExportRequest
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 
 
-class TinyNet(nn.Module):
-    """Conv-BN-ReLU6, depthwise conv, channel slices + cat, global mean, linear: the ops FreeNet uses."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU6())
-        self.dw = nn.Conv2d(8, 8, 3, 1, 2, dilation=2, groups=8)
-        self.head = nn.Linear(16, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        x = torch.cat([self.dw(x[:, :8]), x[:, 8:]], dim=1)
-        return self.head(x.mean((2, 3)))
-
-
 class SvdNet(nn.Module):
     """aten._linalg_svd has no ONNX function: the exporter must refuse it."""
 
@@ -45,29 +30,16 @@ def _rel(a: np.ndarray, ref: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def tiny() -> tuple[nn.Module, torch.Tensor, np.ndarray]:
-    torch.manual_seed(0)
-    model = TinyNet().eval()
-    with torch.no_grad():  # non-trivial BatchNorm statistics, so folding is actually exercised
-        model.stem[1].running_mean.uniform_(-0.5, 0.5)
-        model.stem[1].running_var.uniform_(0.5, 2.0)
-    x = torch.randn(1, 3, 32, 32)
-    with torch.no_grad():
-        ref = model(x).numpy()
-    return model, x, ref
-
-
-@pytest.fixture(scope="module")
-def exported(tiny, tmp_path_factory):
+def exported(tiny_net, tmp_path_factory):
     """One export per (precision, target) used below, shared by the tests that read it."""
-    model, x, _ = tiny
+    model, x, _ = tiny_net
     calibration = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     results = {}
     for precision, target in [("fp32", "onnxruntime-cpu"), ("fp16", "onnxruntime-coreml"),
                               ("int8", "onnxruntime-nnapi"), ("int8", "onnxruntime-cpu")]:
         out = tmp_path_factory.mktemp("onnx") / f"{precision}-{target}.onnx"
         req = ExportRequest(model=model, example_input=x, out_path=out, target=target, precision=precision,
-                            metadata={"freenet.model": "tiny", "freenet.precision": precision},
+                            metadata={"freenet.model": "tiny_net", "freenet.precision": precision},
                             calibration=calibration)
         results[precision, target] = onnx_backend.export(req)
     return results
@@ -84,7 +56,7 @@ def test_file_is_valid_self_contained_and_carries_metadata(exported, key):
     onnx.checker.check_model(proto, full_check=True)
     assert res.tool_versions["onnx_opset"] == str(onnx_backend.written_opset(proto))
     props = {p.key: p.value for p in proto.metadata_props}
-    assert props["freenet.model"] == "tiny" and props["freenet.precision"] == key[0]
+    assert props["freenet.model"] == "tiny_net" and props["freenet.precision"] == key[0]
     # Every precision keeps fp32 graph I/O so the apps feed the same tensors.
     assert [(s.name, s.dtype, s.shape, s.layout) for s in res.inputs] == [("input", "float32", [1, 3, 32, 32], "NCHW")]
     assert [(s.name, s.dtype, s.shape) for s in res.outputs] == [("output", "float32", [1, 10])]
@@ -92,8 +64,8 @@ def test_file_is_valid_self_contained_and_carries_metadata(exported, key):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("precision,target", [("fp32", "onnxruntime-cpu"), ("fp16", "onnxruntime-coreml")])
-def test_float_parity_with_eager(tiny, exported, precision, target):
-    _, x, ref = tiny
+def test_float_parity_with_eager(tiny_net, exported, precision, target):
+    _, x, ref = tiny_net
     res = exported[precision, target]
     for run_target in onnx_backend.TARGETS:  # every target runs on the CPU EP here
         got = onnx_backend.run(res.path, x.numpy(), run_target)
@@ -112,8 +84,8 @@ def test_fp16_weights_are_half_and_io_float(exported):
 @pytest.mark.slow
 @pytest.mark.parametrize("target,activation", [("onnxruntime-nnapi", onnx.TensorProto.UINT8),
                                                ("onnxruntime-cpu", onnx.TensorProto.INT8)])
-def test_int8_is_qdq_with_the_targets_activation_type(tiny, exported, target, activation):
-    _, x, ref = tiny
+def test_int8_is_qdq_with_the_targets_activation_type(tiny_net, exported, target, activation):
+    _, x, ref = tiny_net
     res = exported["int8", target]
     proto = onnx.load(res.path)
     ops = Counter(n.op_type for n in proto.graph.node)
@@ -148,15 +120,15 @@ def test_unconvertible_model_raises_with_the_exporters_reason(tmp_path):
 
 
 @pytest.mark.parametrize("field,value", [("target", "onnxruntime-tpu"), ("precision", "int4")])
-def test_bad_request_is_refused_before_exporting(tiny, tmp_path, field, value):
-    model, x, _ = tiny
+def test_bad_request_is_refused_before_exporting(tiny_net, tmp_path, field, value):
+    model, x, _ = tiny_net
     kwargs = {"target": "onnxruntime-cpu", "precision": "fp32", field: value}
     with pytest.raises(ValueError, match=value):
         onnx_backend.export(ExportRequest(model=model, example_input=x, out_path=tmp_path / "m.onnx", **kwargs))
 
 
-def test_calibration_of_the_wrong_shape_is_refused(tiny, tmp_path):
-    model, x, _ = tiny
+def test_calibration_of_the_wrong_shape_is_refused(tiny_net, tmp_path):
+    model, x, _ = tiny_net
     req = ExportRequest(model=model, example_input=x, out_path=tmp_path / "m.onnx", target="onnxruntime-cpu",
                         precision="int8", calibration=torch.randn(4, 3, 16, 16))
     with pytest.raises(ValueError, match="calibration images must be"):

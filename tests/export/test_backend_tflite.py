@@ -19,21 +19,6 @@ from export.checks.tflite_census import census
 TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
 
 
-class TinyNet(nn.Module):
-    """Conv-BN-ReLU6, dilated depthwise conv, channel slices + cat, global mean, linear."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU6())
-        self.dw = nn.Conv2d(8, 8, 3, 1, 2, dilation=2, groups=8)
-        self.head = nn.Linear(16, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        x = torch.cat([self.dw(x[:, :8]), x[:, 8:]], dim=1)
-        return self.head(x.mean((2, 3), keepdim=True).flatten(1))
-
-
 class FiveDNet(nn.Module):
     """Sampling through a 5-D view (FreeNet's "grouped" layout in miniature): the GPU refuses rank 5."""
 
@@ -60,19 +45,6 @@ def _rel(a: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(a - ref).max() / np.abs(ref).max())
 
 
-@pytest.fixture(scope="module")
-def tiny() -> tuple[nn.Module, torch.Tensor, np.ndarray]:
-    torch.manual_seed(0)
-    model = TinyNet().eval()
-    with torch.no_grad():
-        model.stem[1].running_mean.uniform_(-0.5, 0.5)
-        model.stem[1].running_var.uniform_(0.5, 2.0)
-    x = torch.randn(1, 3, 32, 32)
-    with torch.no_grad():
-        ref = model(x).numpy()
-    return model, x, ref
-
-
 CASES = {  # name -> (precision, target, channels_last_io)
     "fp32": ("fp32", "litert-cpu", False),
     "fp32-nhwc": ("fp32", "litert-cpu", True),
@@ -82,14 +54,14 @@ CASES = {  # name -> (precision, target, channels_last_io)
 
 
 @pytest.fixture(scope="module")
-def exported(tiny, tmp_path_factory):
-    model, x, _ = tiny
+def exported(tiny_net, tmp_path_factory):
+    model, x, _ = tiny_net
     calibration = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     out_dir = tmp_path_factory.mktemp("tflite")
     results = {}
     for name, (precision, target, nhwc) in CASES.items():
         req = ExportRequest(model=model, example_input=x, out_path=out_dir / f"{name}.tflite", target=target,
-                            precision=precision, metadata={"freenet.model": "tiny", "freenet.precision": precision},
+                            precision=precision, metadata={"freenet.model": "tiny_net", "freenet.precision": precision},
                             calibration=calibration, channels_last_io=nhwc)
         results[name] = tflite_backend.export(req)
     return results
@@ -101,8 +73,8 @@ def _ops(path) -> Counter:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["fp32", "fp32-nhwc", "fp16"])
-def test_float_parity_with_eager(tiny, exported, case):
-    _, x, ref = tiny
+def test_float_parity_with_eager(tiny_net, exported, case):
+    _, x, ref = tiny_net
     precision = CASES[case][0]
     for target in tflite_backend.TARGETS:  # both run on the interpreter here (GPU: see below)
         got = tflite_backend.run(exported[case].path, x.numpy(), target)
@@ -116,7 +88,7 @@ def test_metadata_and_io_specs_are_embedded(exported, case):
     res = exported[case]
     precision, _, nhwc = CASES[case]
     meta = tflite_backend.read_metadata(res.path)
-    assert meta[tflite_backend.METADATA_NAME] == {"freenet.model": "tiny", "freenet.precision": precision}
+    assert meta[tflite_backend.METADATA_NAME] == {"freenet.model": "tiny_net", "freenet.precision": precision}
     (spec,) = res.inputs
     assert spec.dtype == "float32"  # int8 too: QUANTIZE/DEQUANTIZE sit inside the graph
     assert (spec.layout, spec.shape) == (("NHWC", [1, 32, 32, 3]) if nhwc else ("NCHW", [1, 3, 32, 32]))
@@ -144,8 +116,8 @@ def test_fp16_stores_half_weights_behind_dequantize(exported):
 
 
 @pytest.mark.slow
-def test_int8_is_static_with_float_io_and_close_to_eager(tiny, exported):
-    _, x, ref = tiny
+def test_int8_is_static_with_float_io_and_close_to_eager(tiny_net, exported):
+    _, x, ref = tiny_net
     res = exported["int8-nhwc"]
     ops = _ops(res.path)
     assert ops["QUANTIZE"] >= 1 and ops["DEQUANTIZE"] >= 1
@@ -212,8 +184,8 @@ def test_unconvertible_model_raises_with_the_converters_reason(tmp_path):
 
 
 @pytest.mark.parametrize("field,value", [("target", "litert-npu"), ("precision", "int4")])
-def test_bad_request_is_refused_before_converting(tiny, tmp_path, field, value):
-    model, x, _ = tiny
+def test_bad_request_is_refused_before_converting(tiny_net, tmp_path, field, value):
+    model, x, _ = tiny_net
     kwargs = {"target": "litert-cpu", "precision": "fp32", field: value}
     with pytest.raises(ValueError, match=value):
         tflite_backend.export(ExportRequest(model=model, example_input=x, out_path=tmp_path / "m.tflite", **kwargs))
