@@ -93,7 +93,7 @@ def compare_cmd(
     from rich.markdown import Markdown
 
     md = (out / "report.md").read_text()
-    head = md.split("## Every model")[0]
+    head = "\n".join(line for line in md.split("## Every model")[0].splitlines() if not line.startswith("!["))  # no images in a terminal
     console.print(Markdown(head))
     console.print(f"report: {out / 'report.md'} · {out / 'report.html'} · plots in {out}")
 
