@@ -56,7 +56,7 @@ class BenchPlan:
         bad = [r for r in self.runtimes if r not in HOST_RUNTIMES]
         if bad:
             raise ValueError(f"unknown runtime(s) {bad}; valid: {list(HOST_RUNTIMES)}")
-        if min(self.warmup, 0) < 0 or self.rounds < 1 or self.runs_per_round < 1 or self.threads < 1:
+        if self.warmup < 0 or self.rounds < 1 or self.runs_per_round < 1 or self.threads < 1:
             raise ValueError("rounds, runs_per_round and threads must be >= 1 and warmup >= 0")
         if not (Path(self.bundle) / "manifest.json").is_file():
             raise FileNotFoundError(f"{self.bundle} holds no manifest.json; build one with `freenet export`")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from freenet import create_model, model_info
+from freenet.registry import read_checkpoint_meta
 from freenet.freenet import FreeNet
 from freenet.profile import count_macs, count_params
 
@@ -187,7 +188,7 @@ def prepare_model(name: str, plan: ExportPlan, bundle: Path) -> PreparedModel:
     torch.manual_seed(plan.seed)
     model = create_model(name, checkpoint=plan.checkpoint, **kwargs)
     if plan.checkpoint is not None:
-        meta = torch.load(plan.checkpoint, map_location="cpu", weights_only=True).get("meta", {})
+        meta = read_checkpoint_meta(plan.checkpoint)
         size = tuple(meta.get("input_size", info.input_size))
         mean, std = list(meta.get("mean", info.mean)), list(meta.get("std", info.std))
         weights = f"checkpoint:{sha256_file(Path(plan.checkpoint))}"

@@ -86,6 +86,18 @@ class BackendResult:
 RANDOM_CALIBRATION_SAMPLES = 16
 
 
+def validate_request(req: ExportRequest, fmt: str, targets, precisions) -> None:
+    """Refuse a bad target, precision, input rank or calibration set before any slow conversion."""
+    if req.target not in targets:
+        raise ValueError(f"unknown {fmt} target {req.target!r}; choose one of {', '.join(targets)}")
+    if req.precision not in precisions:
+        raise ValueError(f"unknown precision {req.precision!r}; choose one of {', '.join(precisions)}")
+    if req.example_input.ndim != 4:
+        raise ValueError(f"example_input must be one NCHW image batch, got shape {list(req.example_input.shape)}")
+    if req.precision == "int8":
+        calibration_batches(req)
+
+
 def calibration_batches(req: ExportRequest) -> tuple[list[np.ndarray], str]:
     """int8 calibration batches shaped like `req.example_input` (NCHW float32) from
     `req.calibration`, or seeded noise when no images were given, and a note saying which."""

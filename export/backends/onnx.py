@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..manifest import Coverage, TensorSpec
-from .base import BackendResult, ExportRequest, NotRunnableHere, calibration_batches, package_version
+from .base import BackendResult, ExportRequest, NotRunnableHere, calibration_batches, package_version, validate_request
 
 TARGETS = ("onnxruntime-cpu", "onnxruntime-nnapi", "onnxruntime-coreml")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -41,17 +41,6 @@ _EP_ORDER = {
 
 class OnnxExportError(RuntimeError):
     """The ONNX exporter, the precision converter or the checker refused the model (reason inside)."""
-
-
-def _validate(req: ExportRequest) -> None:
-    if req.target not in TARGETS:
-        raise ValueError(f"unknown ONNX target {req.target!r}; choose one of {', '.join(TARGETS)}")
-    if req.precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {req.precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if req.example_input.ndim != 4:
-        raise ValueError(f"example_input must be one NCHW image batch, got shape {list(req.example_input.shape)}")
-    if req.precision == "int8":
-        calibration_batches(req)  # refuse bad calibration data before the slow export
 
 
 def _exporter_reason(exc: BaseException) -> str:
@@ -202,7 +191,7 @@ def export(req: ExportRequest) -> BackendResult:
     """Export `req.model` to one .onnx at `req.out_path` (see the module docstring for the steps)."""
     import onnx
 
-    _validate(req)
+    validate_request(req, "ONNX", TARGETS, PRECISIONS)
     out_path = Path(req.out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..manifest import Coverage, TensorSpec
-from .base import BackendResult, ExportRequest, calibration_batches, package_version
+from .base import BackendResult, ExportRequest, calibration_batches, package_version, validate_request
 
 TARGETS = ("litert-gpu", "litert-cpu")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -33,17 +33,6 @@ GPU_RUN_TIMEOUT_S = 600.0
 
 class TfliteExportError(RuntimeError):
     """litert-torch or ai-edge-quantizer refused the model (their reason is in the message)."""
-
-
-def _validate(req: ExportRequest) -> None:
-    if req.target not in TARGETS:
-        raise ValueError(f"unknown TFLite target {req.target!r}; choose one of {', '.join(TARGETS)}")
-    if req.precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {req.precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if req.example_input.ndim != 4:
-        raise ValueError(f"example_input must be one NCHW image batch, got shape {list(req.example_input.shape)}")
-    if req.precision == "int8":
-        calibration_batches(req)  # refuse bad calibration data before the slow conversion
 
 
 def _to_nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -236,7 +225,7 @@ def _gpu_coverage(path: Path, example: np.ndarray, the_census) -> tuple[Coverage
 
 def export(req: ExportRequest) -> BackendResult:
     """Export `req.model` to one .tflite at `req.out_path` (see the module docstring for the steps)."""
-    _validate(req)
+    validate_request(req, "TFLite", TARGETS, PRECISIONS)
     out_path = Path(req.out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []

@@ -189,7 +189,8 @@ public final class ReportQueue {
     return out;
   }
 
-  static String read(File f) throws IOException {
+  /** A whole UTF-8 file; shared with the engines (e.g. ONNX Runtime's profile trace). */
+  public static String read(File f) throws IOException {
     InputStream in = new FileInputStream(f);
     try {
       ByteArrayOutputStream buf = new ByteArrayOutputStream();

@@ -8,12 +8,10 @@ import ai.onnxruntime.OrtSession;
 import dev.freenet.bench.core.BundleManifest;
 import dev.freenet.bench.core.Engine;
 import dev.freenet.bench.core.Json;
+import dev.freenet.bench.core.ReportQueue;
 import dev.freenet.bench.core.RuntimeInfo;
-import java.io.ByteArrayOutputStream;
 import java.io.File;
-import java.io.FileInputStream;
 import java.io.IOException;
-import java.io.InputStream;
 import java.nio.FloatBuffer;
 import java.util.Collections;
 import java.util.HashSet;
@@ -122,7 +120,7 @@ final class OrtEngine implements Engine {
               modelFile.getAbsolutePath(), options(new File(cacheDir, "ort_profile")));
       runOnce(profiled, lastInput);
       File trace = new File(profiled.endProfiling());
-      Map<String, Integer> counts = kernelsPerProvider(read(trace));
+      Map<String, Integer> counts = kernelsPerProvider(ReportQueue.read(trace));
       trace.delete();
       notes.put(
           "placement",
@@ -197,21 +195,6 @@ final class OrtEngine implements Engine {
         throw new IOException(e);
       }
       session = null;
-    }
-  }
-
-  private static String read(File f) throws IOException {
-    InputStream in = new FileInputStream(f);
-    try {
-      ByteArrayOutputStream buf = new ByteArrayOutputStream();
-      byte[] chunk = new byte[8192];
-      int n;
-      while ((n = in.read(chunk)) > 0) {
-        buf.write(chunk, 0, n);
-      }
-      return new String(buf.toByteArray(), "UTF-8");
-    } finally {
-      in.close();
     }
   }
 }
