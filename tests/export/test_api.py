@@ -261,3 +261,13 @@ def test_fp16_parity_is_inconclusive_when_the_reference_underflows(tmp_path):
     assert a.status == "ok" and a.parity.checked and a.parity.passed is None
     assert "inconclusive" in a.parity.note and "--checkpoint" in a.parity.note
     assert "inconclusive" in api.summarize(m.artifacts)[0]["parity"]
+
+
+def test_wrong_numerics_fail_the_artifact(tmp_path, monkeypatch):
+    """An artifact whose output drifts beyond the tolerance is failed, not shipped as ok."""
+    real_run = onnx_backend.run
+    monkeypatch.setattr(onnx_backend, "run", lambda path, x, target: real_run(path, x, target) * 1.01)
+    a = export_bundle(plan(tmp_path)).artifacts[0]
+    assert a.status == "failed" and a.parity.passed is False
+    assert "exceeds tolerance" in a.error
+    assert 5e-3 < a.parity.rel_diff < 2e-2
