@@ -7,7 +7,7 @@ TOOLCHAIN.md) while the runner interleaves timed rounds across models. Commands:
     {"cmd": "load"}            -> {"load_ms", "first_inference_ms", "runtime_version"[, "weights_sha256"]}
     {"cmd": "warmup", "n": W}  -> {"ok": true}
     {"cmd": "run", "n": N}     -> {"samples_ms": [...]}
-    {"cmd": "parity"}          -> {"max_abs_diff": float}
+    {"cmd": "parity"}          -> {"max_abs_diff": float, "reference_max_abs": float}
     {"cmd": "quit"}
 
 The worker imports only its runtime. Latency is wall time around one synchronous inference
@@ -101,22 +101,46 @@ def _executorch(path: Path, threads: int, spec: dict) -> tuple[Runner, str, dict
 
 
 def _pytorch(path: Path, threads: int, spec: dict) -> tuple[Runner, str, dict]:
+    """Eager PyTorch runs no file: it rebuilds exactly the model the artifact was exported from
+    (constructor options, seed or checkpoint, the same rewrite passes) and refuses when the
+    rebuilt model is not that one (config hash or checkpoint digest differ)."""
     import torch
 
     import freenet
+    from export.api import config_hash
+    from export.manifest import sha256_file
+    from export.passes import prepare
 
     torch.set_num_threads(threads)
-    torch.manual_seed(spec.get("seed", 0))
-    model = freenet.create_model(spec["model"]).eval()
+    checkpoint = None
+    if spec["weights"].startswith("checkpoint:"):
+        want = spec["weights"].split(":", 1)[1]
+        if not spec.get("checkpoint"):
+            raise RuntimeError(f"the bundle's {spec['model']} has trained weights (checkpoint sha256 {want[:12]}...): eager "
+                               "PyTorch needs that checkpoint file, pass it with --checkpoint")
+        checkpoint = Path(spec["checkpoint"])
+        got = sha256_file(checkpoint)
+        if got != want:
+            raise RuntimeError(f"--checkpoint {checkpoint} has sha256 {got[:12]}..., the bundle was exported from {want[:12]}...")
+    elif not spec["weights"].startswith("random"):
+        raise RuntimeError(f"unknown weights identity {spec['weights']!r}: cannot rebuild the model")
+    torch.manual_seed(spec["seed"])
+    model = freenet.create_model(spec["model"], checkpoint=checkpoint, **spec["model_options"]).eval()
+    built = config_hash(spec["model"], model, spec["model_options"])
+    if built != spec["config_hash"]:
+        raise RuntimeError(f"the rebuilt {spec['model']} has config hash {built}, the artifact {spec['config_hash']}: "
+                           "this code builds a different model than the bundle's (re-export the bundle)")
     # There is no artifact file: identify the weights by a digest of the state dict instead.
     h = hashlib.sha256()
     for k, v in model.state_dict().items():
         h.update(k.encode())
         h.update(v.detach().contiguous().numpy().tobytes())
+    example = torch.from_numpy(np.fromfile(spec["input_file"], dtype="<f4").reshape(spec["input_shape_nchw"]))
+    graph = prepare(model, example, spec["passes"])[0] if spec["passes"] else model
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return model(torch.from_numpy(x)).numpy()
+            return graph(torch.from_numpy(x)).numpy()
 
     return run, torch.__version__, {"weights_sha256": h.hexdigest()}
 
@@ -141,7 +165,7 @@ PREIMPORT = {
     "onnxruntime": ["onnxruntime"],
     "litert": ["ai_edge_litert.interpreter"],
     "executorch": ["torch", "executorch.runtime"],
-    "pytorch": ["torch", "freenet"],
+    "pytorch": ["torch", "freenet", "export.api", "export.passes"],
 }
 
 
@@ -187,7 +211,7 @@ def main() -> int:
                 _reply({"samples_ms": samples})
             elif cmd["cmd"] == "parity":
                 out = np.asarray(run(x), dtype=np.float32).reshape(-1)
-                _reply({"max_abs_diff": float(np.abs(out - ref).max())})
+                _reply({"max_abs_diff": float(np.abs(out - ref).max()), "reference_max_abs": float(np.abs(ref).max())})
             elif cmd["cmd"] == "quit":
                 return 0
         except Exception as e:  # noqa: BLE001 - reported to the runner as an error report

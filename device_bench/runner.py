@@ -26,7 +26,7 @@ from pathlib import Path
 
 from export.manifest import Artifact, Manifest
 
-from .schema import SCHEMA_VERSION, Report
+from .schema import SCHEMA_VERSION, Report, judge_parity
 
 APP = "freenet-host-runner"
 # runtime -> (manifest format, accelerator label, acceptable targets)
@@ -34,7 +34,7 @@ HOST_RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "onnxruntime": ("onnx", "cpu", ("onnxruntime-cpu", "onnxruntime-nnapi", "onnxruntime-coreml")),
     "litert": ("tflite", "xnnpack", ("litert-cpu", "litert-gpu")),
     "executorch": ("executorch", "xnnpack", ("executorch-xnnpack",)),
-    "pytorch": ("", "cpu", ()),  # eager PyTorch, rebuilt from the registry: the model, not an artifact
+    "pytorch": ("", "cpu", ()),  # eager PyTorch: the artifact's model rebuilt (options, weights, passes), no file
     "litert-gpu-emulated": ("tflite", "gpu", ("litert-gpu",)),
 }
 DEFAULT_RUNTIMES = ("onnxruntime", "litert", "executorch", "pytorch")
@@ -51,6 +51,7 @@ class BenchPlan:
     runs_per_round: int = 10
     threads: int = 1
     seed: int = 0
+    checkpoint: Path | None = None  # eager PyTorch of a bundle exported from a checkpoint needs the file
 
     def validate(self) -> None:
         bad = [r for r in self.runtimes if r not in HOST_RUNTIMES]
@@ -129,7 +130,7 @@ def plan_jobs(manifest: Manifest, plan: BenchPlan, bundle: Path) -> list[Job]:
             # one eager job per model (fp32), described by any of its artifacts
             seen: dict[str, Artifact] = {}
             for a in arts:
-                if a.precision == "fp32" and a.weights.startswith("random") and a.model not in seen:
+                if a.precision == "fp32" and a.model not in seen:
                     seen[a.model] = a
             for a in seen.values():
                 jobs.append(Job(rt, a, None, {}, bundle, manifest.bundle_id))
@@ -148,10 +149,13 @@ def _spec(job: Job, plan: BenchPlan) -> dict:
     shape = list(a.inputs[0].shape) if a.inputs else None
     layout = a.inputs[0].layout if a.inputs else "NCHW"
     nchw = [shape[0], shape[3], shape[1], shape[2]] if shape and layout == "NHWC" else shape
-    seed = int(a.weights.split("=")[1].rstrip(")")) if a.weights.startswith("random(seed=") else 0
     return {
         "runtime": job.runtime, "path": str(job.path) if job.path else "", "threads": plan.threads,
-        "model": a.model, "seed": seed, "layout": "NCHW" if job.runtime == "pytorch" else layout,
+        # what eager PyTorch needs to rebuild exactly this artifact's model
+        "model": a.model, "seed": a.reference.seed, "weights": a.weights, "config_hash": a.config_hash,
+        "model_options": a.model_options, "passes": [p.name for p in a.passes],
+        "checkpoint": str(plan.checkpoint) if plan.checkpoint else None,
+        "layout": "NCHW" if job.runtime == "pytorch" else layout,
         "input_shape_nchw": nchw, "input_file": str(bundle / a.reference.input_file),
         "output_file": str(bundle / a.reference.output_file),
         "output_shape": list(a.outputs[0].shape) if a.outputs else [1, -1],
@@ -207,6 +211,9 @@ def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal
         if gpu_cov is not None:
             placement = {"gpu": gpu_cov.supported_nodes, "cpu": (gpu_cov.total_nodes or 0) - gpu_cov.supported_nodes}
     ok = w.error is None and bool(w.samples)
+    checked = ok and "max_abs_diff" in parity
+    par = judge_parity(parity["max_abs_diff"], parity["reference_max_abs"], a.precision if rt != "pytorch" else "fp32", accel) if checked else None
+    status = "error" if not ok else "parity_failed" if par is not None and par.passed is False else "ok"
     return Report.model_validate({
         "schema_version": SCHEMA_VERSION,
         "run_id": str(uuid.uuid4()),
@@ -224,7 +231,7 @@ def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal
             "emulated": rt == "litert-gpu-emulated",
         },
         "model": {
-            "name": a.model, "artifact_id": a.id if rt != "pytorch" else f"{a.model}.pytorch.eager.fp32",
+            "name": a.model, "family": a.model_family, "artifact_id": a.id if rt != "pytorch" else f"{a.model}.pytorch.eager.fp32",
             "format": fmt or "pytorch", "precision": a.precision if rt != "pytorch" else "fp32",
             # eager PyTorch measures no file: its weights are identified by a state-dict digest
             "sha256": a.sha256 if rt != "pytorch" else w.load.get("weights_sha256", "0" * 64),
@@ -237,9 +244,10 @@ def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal
         },
         "placement": placement,
         "thermal": {"before": thermal[0], "after": thermal[1]},
-        "parity": {"max_abs_diff": parity.get("max_abs_diff"), "reference_checked": "max_abs_diff" in parity},
-        "status": "ok" if ok else "error",
-        "error": None if ok else (w.error or "no samples were measured"),
+        "parity": par.model_dump() if par is not None else {"max_abs_diff": None, "reference_checked": False},
+        "status": status,
+        "error": None if status == "ok" else (w.error or "no samples were measured") if status == "error" else
+                 f"output differs from the bundle's reference by {par.rel_diff:.2e} (relative), above the tolerance {par.tolerance:.0e}",
         "notes": {"target": a.target, "passes": ",".join(p.name for p in a.passes) or "none", **({"label": w.job.label} if w.job.label else {}),
                   "rounds": str(plan.rounds), "runs_per_round": str(plan.runs_per_round)},
     })

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from export.manifest import FP16_MIN_NORMAL
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -82,8 +83,14 @@ class Client(_Strict):
     """The program that produced the report."""
 
     app: Name = Field(description="Name of the runner app, e.g. 'freenet-bench-android'.")
-    platform: Literal["android", "ios", "host"]
+    platform: Literal["android", "ios", "host", "web"]
     app_version: Name
+    browser: OptName | None = Field(
+        default=None, description="Web runner only: browser name and version, e.g. 'Chrome 150.0.7000.1'."
+    )
+    user_agent: Annotated[str, StringConstraints(max_length=1000)] | None = Field(
+        default=None, description="Web runner only: the full User-Agent string."
+    )
 
 
 class Device(_Strict):
@@ -95,18 +102,33 @@ class Device(_Strict):
     os: Name = Field(description="e.g. 'android', 'ios', 'linux'.")
     os_version: Name
     memory_bytes: Bytes | None = None
+    cpu_cores: Annotated[int, Field(ge=1, le=4096)] | None = Field(
+        default=None, description="Logical CPU cores (web: navigator.hardwareConcurrency)."
+    )
+    gpu: OptName | None = Field(
+        default=None,
+        description="The GPU as the runtime sees it, e.g. 'Adreno (TM) 740' or a WebGPU adapter's "
+        "'vendor / architecture / description'.",
+    )
 
 
 class Runtime(_Strict):
     """The inference runtime and the compute unit it was asked to use."""
 
-    name: Literal["litert", "onnxruntime", "executorch", "coreml", "pytorch"]
+    name: Literal["litert", "onnxruntime", "executorch", "coreml", "pytorch", "onnxruntime-web", "litert-js"]
     version: Name
     accelerator: Ident = Field(
         description="Compute path asked for: cpu, gpu, npu, nnapi, xnnpack, vulkan, ane, ..."
     )
     delegate: OptName | None = Field(
         default=None, description="Delegate / execution provider / backend actually used."
+    )
+    accelerator_used: Ident | None = Field(
+        default=None,
+        description="The compute path the runtime says it actually ran on, when it differs from "
+        "`accelerator` (a whole-model fallback, e.g. asked 'webgpu', ran 'wasm'). Partial "
+        "fallbacks are counted in `placement`. A report is never labelled with an accelerator "
+        "it did not run on: ratios group by `accelerator_used` when it is set.",
     )
     compute_units: OptName | None = Field(
         default=None, description="Core ML MLComputeUnits, e.g. 'all', 'cpuAndGPU', 'cpuOnly'."
@@ -122,6 +144,9 @@ class Model(_Strict):
     """The model artifact that was measured."""
 
     name: Name = Field(description="Model name, e.g. 'freenet_s2', 'starnet_s4', 'mobilenetv2'.")
+    family: Ident | None = Field(
+        default=None, description="Model family from the bundle manifest ('freenet', 'starnet', 'mobilenet', ...)."
+    )
     artifact_id: Name = Field(description="Artifact id from the bundle manifest.")
     format: Literal["onnx", "coreml", "tflite", "executorch", "pytorch"]
     precision: Literal["fp32", "fp16", "int8"]
@@ -198,10 +223,37 @@ class Thermal(_Strict):
 
 
 class Parity(_Strict):
-    """Numerical check of the output against the bundle's reference output."""
+    """Numerical check of the output against the bundle's reference output.
+
+    `rel_diff` is max |output - reference| / max |reference|; `tolerance` is the acceptance bound
+    the runner applied (docs/protocol.md, "Parity"); `passed` its verdict, null where no bound
+    applies (int8, judged at export by top-1 agreement; or a reference too small for fp16).
+    A report whose parity did not pass can never have status "ok".
+    """
 
     max_abs_diff: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     reference_checked: bool
+    rel_diff: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    tolerance: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    passed: bool | None = None
+
+    @model_validator(mode="after")
+    def _verdict_matches(self) -> Parity:
+        if self.passed is not None and not self.reference_checked:
+            raise ValueError("parity.passed needs reference_checked true")
+        if self.rel_diff is not None and self.tolerance is not None and self.passed is not None:
+            if self.passed != (self.rel_diff <= self.tolerance):
+                raise ValueError(
+                    f"parity.passed={self.passed} contradicts rel_diff {self.rel_diff:g} vs tolerance {self.tolerance:g}"
+                )
+        return self
+
+
+class Battery(_Strict):
+    """Battery at the start of the run, where the platform tells (web: the Battery Status API)."""
+
+    level: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    charging: bool | None = None
 
 
 Placement = Annotated[
@@ -241,7 +293,12 @@ class Report(_Strict):
     )
     thermal: Thermal
     parity: Parity | None = None
-    status: Literal["ok", "error"]
+    battery: Battery | None = None
+    status: Literal["ok", "error", "parity_failed"] = Field(
+        description="'ok': measured and, where checked, within the parity tolerance. 'parity_failed': "
+        "measured, but the output is off the reference beyond the tolerance (the samples are kept, "
+        "never used as a speed result). 'error': nothing valid was measured."
+    )
     error: Annotated[str, StringConstraints(max_length=MAX_ERROR_CHARS)] | None = None
     notes: Notes | None = Field(
         default=None, description="Free-form string metadata; never used in statistics."
@@ -252,11 +309,45 @@ class Report(_Strict):
         if self.status == "ok":
             if self.timing.samples_kind == "raw" and not self.timing.samples_ms:
                 raise ValueError("status 'ok' needs at least one entry in timing.samples_ms")
+            if self.parity is not None and self.parity.passed is False:
+                raise ValueError("status 'ok' with parity.passed false: a report whose parity failed is 'parity_failed'")
+        elif self.status == "parity_failed":
+            if self.parity is None or self.parity.passed is not False:
+                raise ValueError("status 'parity_failed' needs parity.passed false")
         elif not self.error:
             raise ValueError("status 'error' needs a non-empty `error` text")
         if self.finished_at < self.started_at:
             raise ValueError("finished_at is earlier than started_at")
         return self
+
+
+# On-device parity acceptance (docs/protocol.md, "Parity"): relative to the reference output's
+# largest magnitude. CPU paths compute in fp32 (other kernels and summation orders than the export
+# check: 1e-3); GPU/NPU paths may compute in fp16 even for an fp32 model (LiteRT GPU, WebGPU,
+# NNAPI, Core ML), so they get the fp16 bound. int8 is judged at export (top-1 agreement on real
+# images), not from one reference input. A wrong model lands near 1, far above either bound.
+FP32_CPU_TOLERANCE = 1e-3
+FP16_TOLERANCE = 5e-2
+CPU_ACCELERATORS = frozenset({"cpu", "xnnpack", "wasm", "portable"})
+
+
+def parity_tolerance(precision: str, accelerator: str) -> float | None:
+    """The relative bound a runner applies to its output, or None where none applies (int8)."""
+    if precision == "int8":
+        return None
+    if precision == "fp32" and accelerator in CPU_ACCELERATORS:
+        return FP32_CPU_TOLERANCE
+    return FP16_TOLERANCE
+
+
+def judge_parity(max_abs_diff: float, reference_max_abs: float, precision: str, accelerator: str) -> Parity:
+    """The parity record of one on-device output, with its verdict (None where no bound applies)."""
+    tol = parity_tolerance(precision, accelerator)
+    rel = max_abs_diff / reference_max_abs if reference_max_abs > 0 else max_abs_diff
+    if tol is not None and tol >= FP16_TOLERANCE and reference_max_abs < FP16_MIN_NORMAL:
+        tol = None  # the reference underflows fp16: the comparison says nothing (export does the same)
+    return Parity(max_abs_diff=max_abs_diff, reference_checked=True, rel_diff=rel, tolerance=tol,
+                  passed=None if tol is None else rel <= tol)
 
 
 def parse_report(data: bytes | str | dict[str, Any] | Report) -> Report:

@@ -87,7 +87,7 @@ reports = Table(
     Column("family", String(32), nullable=False),
     Column("precision", String(8), nullable=False),
     Column("format", String(16), nullable=False),
-    Column("status", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
     Column("samples_kind", String(16), nullable=False),
     Column("n_samples", Integer, nullable=False),
     Column("median_ms", Float, nullable=True),
@@ -102,6 +102,7 @@ reports = Table(
 )
 
 FAMILIES = (("freenet_", "FreeNet"), ("starnet_", "StarNet"), ("mobilenet", "MobileNet"))
+_FAMILY_LABELS = {"freenet": "FreeNet", "starnet": "StarNet", "mobilenet": "MobileNet"}  # the manifest's family ids
 
 
 def model_family(name: str) -> str:
@@ -385,10 +386,11 @@ def _values(report: Report, token_id: str | None) -> dict[str, Any]:
         "platform": report.client.platform,
         "runtime": report.runtime.name,
         "runtime_version": report.runtime.version,
-        "accelerator": report.runtime.accelerator,
+        # a whole-model fallback is stored under the accelerator it really ran on, never the one asked for
+        "accelerator": report.runtime.accelerator_used or report.runtime.accelerator,
         "emulated": report.runtime.emulated,
         "model": report.model.name,
-        "family": model_family(report.model.name),
+        "family": _FAMILY_LABELS.get(report.model.family, report.model.family) if report.model.family else model_family(report.model.name),
         "precision": report.model.precision,
         "format": report.model.format,
         "status": report.status,

@@ -55,16 +55,35 @@ class PassRecord(_Model):
     before: str = Field(description="the pattern it replaces (`before -> after` docstring)")
 
 
+# The acceptance rules of an artifact's parity check (docs/export-onnx-tflite.md, "Parity"):
+# fp32/fp16 compare the output on the reference input with eager PyTorch fp32 (relative to the
+# output's largest magnitude); int8 is judged by top-1 agreement with eager fp32 on real images,
+# because one input says little about a quantized model. Missing a rule fails the artifact.
+TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
+INT8_MIN_TOP1_AGREEMENT = 0.8
+FP16_MIN_NORMAL = 6.1e-5  # an fp16 reference output below this underflows: the check is inconclusive
+
+
 class Parity(_Model):
     checked: bool
     reference: str = "eager pytorch fp32"
     max_abs_diff: float | None = None
     rel_diff: float | None = Field(None, description="max abs diff / max abs of the reference output")
-    tolerance: float | None = None
-    passed: bool | None = None
+    tolerance: float | None = Field(None, description="fp32/fp16: the largest rel_diff accepted")
+    passed: bool | None = Field(None, description="the verdict of the rule that applies; null: inconclusive or not run")
     top1_agreement: float | None = Field(None, description="int8: share of real images with the same top-1")
+    min_top1_agreement: float | None = Field(None, description="int8: the smallest top1_agreement accepted")
     images: int | None = None
     note: str | None = None
+
+    def failure(self) -> str | None:
+        """Why this check fails the artifact, or None when it does not."""
+        if self.passed is not False:
+            return None
+        if self.min_top1_agreement is not None:
+            return (f"int8 top-1 agreement {self.top1_agreement:.0%} on {self.images} images is below "
+                    f"the required {self.min_top1_agreement:.0%}")
+        return f"parity {self.rel_diff:.2e} exceeds tolerance {self.tolerance:.0e}"
 
 
 class Coverage(_Model):
@@ -86,6 +105,9 @@ class Artifact(_Model):
     model_family: str
     config_hash: str
     weights: str = Field("random", description="'random(seed=N)' or 'checkpoint:<sha256>'")
+    model_options: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict, description="constructor options the model was built with (`--set KEY=VALUE`)"
+    )
     format: Format
     target: str
     precision: Precision

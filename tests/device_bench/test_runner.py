@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 import freenet  # noqa: F401
@@ -133,3 +134,55 @@ def test_executorch_worker_uses_the_requested_threads(bundle):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "1"
+
+
+def test_eager_pytorch_times_the_bundles_model_not_the_default(tmp_path):
+    """A bundle exported with constructor options (--set equimo=true) is timed as THAT model:
+    eager PyTorch used to rebuild the default model from the name alone and report it "ok" with
+    a parity difference of several units."""
+    out = tmp_path / "equimo"
+    m = export_bundle(ExportPlan(models=["freenet_tiny"], formats=["onnx"], precisions=["fp32"], targets=["onnxruntime-cpu"],
+                                 out_dir=out, input_size=64, model_kwargs={"equimo": True}))
+    assert m.artifacts[0].status == "ok" and m.artifacts[0].model_options == {"equimo": True}
+    (r,) = run_bench(BenchPlan(out, runtimes=["pytorch"], warmup=0, rounds=1, runs_per_round=1), lambda r: None)
+    assert r.status == "ok", r.error
+    assert r.parity.passed is True and r.parity.rel_diff < 1e-4 and r.parity.tolerance == 1e-3
+    assert r.model.family == "freenet"
+
+
+def test_eager_pytorch_refuses_a_model_it_cannot_rebuild(tmp_path):
+    out = tmp_path / "b"
+    export_bundle(ExportPlan(models=["freenet_tiny"], formats=["onnx"], precisions=["fp32"], targets=["onnxruntime-cpu"], out_dir=out, input_size=64))
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["artifacts"][0]["config_hash"] = "0123456789abcdef"  # exported by other code than this
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (r,) = run_bench(BenchPlan(out, runtimes=["pytorch"], warmup=0, rounds=1, runs_per_round=1), lambda r: None)
+    assert r.status == "error" and "config hash" in r.error and not r.timing.samples_ms
+    manifest["artifacts"][0]["weights"] = "checkpoint:" + "ab" * 32
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    (r,) = run_bench(BenchPlan(out, runtimes=["pytorch"], warmup=0, rounds=1, runs_per_round=1), lambda r: None)
+    assert r.status == "error" and "--checkpoint" in r.error
+
+
+def test_output_off_the_reference_is_parity_failed_on_every_runtime(bundle, tmp_path):
+    """A runtime whose output misses the bundle's reference beyond the tolerance is never "ok":
+    its report says parity_failed (samples kept, never a speed result)."""
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(bundle, bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    for a in manifest["artifacts"]:
+        ref = bad / a["reference"]["output_file"]
+        ref.write_bytes((np.fromfile(ref, dtype="<f4") * 1.05).astype("<f4").tobytes())  # 5% off: far above 1e-3
+    reports = run_bench(BenchPlan(bad, runtimes=["onnxruntime", "litert", "executorch", "pytorch"], models=["freenet_tiny"],
+                                  warmup=0, rounds=1, runs_per_round=2), lambda r: None)
+    assert len(reports) == 4
+    for r in reports:
+        assert r.status == "parity_failed", (r.runtime.name, r.status, r.parity)
+        assert r.parity.passed is False and r.parity.rel_diff > r.parity.tolerance and len(r.timing.samples_ms) == 2
+        assert "tolerance" in r.error
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    for r in reports:
+        store_sink(db)(r)
+    assert Store(db).count() == 4

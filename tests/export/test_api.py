@@ -168,6 +168,7 @@ def test_int8_top1_agreement_on_real_images_with_a_trained_checkpoint(tmp_path):
         assert a.weights.startswith("checkpoint:")
         assert a.inputs[0].mean == [0.5, 0.5, 0.5]
         assert a.parity.images == 32 and a.parity.top1_agreement >= 0.8, (a.id, a.parity)
+        assert a.parity.min_top1_agreement == 0.8 and a.parity.passed is True
 
 
 @pytest.mark.slow
@@ -271,3 +272,16 @@ def test_wrong_numerics_fail_the_artifact(tmp_path, monkeypatch):
     assert a.status == "failed" and a.parity.passed is False
     assert "exceeds tolerance" in a.error
     assert 5e-3 < a.parity.rel_diff < 2e-2
+
+
+def test_int8_artifact_that_disagrees_with_eager_is_failed(tmp_path, monkeypatch):
+    """Top-1 agreement below the manifest's rule fails the artifact (it used to be recorded and
+    ignored: an int8 artifact agreeing on 0% of images shipped as ok)."""
+    real_run = onnx_backend.run
+    monkeypatch.setattr(onnx_backend, "run", lambda path, x, target: -real_run(path, x, target))  # argmax -> argmin
+    a = export_bundle(plan(tmp_path, precisions=["int8"], agreement_images=8)).artifacts[0]
+    assert a.parity.top1_agreement < a.parity.min_top1_agreement == 0.8
+    assert a.status == "failed" and a.parity.passed is False
+    assert "below the required 80%" in a.error and "--checkpoint" in a.error
+    row = api.summarize([a])[0]
+    assert row["status"] == "failed" and row["parity"].endswith("FAIL")

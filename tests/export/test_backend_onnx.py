@@ -15,7 +15,7 @@ from torch import nn
 from export.backends import onnx as onnx_backend
 from export.backends.base import ExportRequest
 
-TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
+from export.manifest import TOLERANCE
 
 
 class SvdNet(nn.Module):

@@ -16,7 +16,7 @@ from export.backends import tflite as tflite_backend
 from export.backends.base import ExportRequest
 from export.checks.tflite_census import census
 
-TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2}
+from export.manifest import TOLERANCE
 
 
 class FiveDNet(nn.Module):
