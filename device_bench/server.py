@@ -10,6 +10,7 @@ artifacts from (every file with an `X-Content-SHA256` header). Validation and st
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from pathlib import Path
@@ -25,6 +26,8 @@ from device_bench.schema import SCHEMA_VERSION, Report, parse_report
 from device_bench.store import Store
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # a report at the schema's bounds (100k samples) fits
+MAX_BATCH = 1000  # reports per batch request
+BATCH_BODY_FACTOR = 16  # a batch may be this many times the single-report body limit
 
 
 class _BodyTooLarge(Exception):
@@ -105,17 +108,7 @@ def create_app(
     )
     async def post_report(request: Request) -> JSONResponse:
         """Store one report. Header `Authorization: Bearer <device token>`."""
-        auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise HTTPException(401, "missing device token: send 'Authorization: Bearer <token>' "
-                                "(create one with `freenet token create --device NAME`)",
-                                headers={"WWW-Authenticate": 'Bearer realm="freenet"'})
-        info = await run_in_threadpool(store.lookup_token, token.strip())
-        if info is None:
-            raise HTTPException(401, "unknown device token", headers={"WWW-Authenticate": 'Bearer realm="freenet"'})
-        if info.revoked:
-            raise HTTPException(401, f"device token {info.id} was revoked", headers={"WWW-Authenticate": 'Bearer realm="freenet"'})
+        info = await _device_token(request)
         try:
             body = await _read_limited(request, max_body_bytes)
         except _BodyTooLarge:
@@ -128,6 +121,62 @@ def create_app(
         run_id = str(report.run_id)
         return JSONResponse({"run_id": run_id, "stored": new, "url": f"/reports/{run_id}"},
                             status_code=201 if new else 200)
+
+    @app.post("/api/v1/reports/batch", tags=["api"])
+    async def post_reports_batch(request: Request) -> JSONResponse:
+        """Store up to MAX_BATCH reports in one request (a runner flushing its offline queue).
+        Body `{"reports": [...]}`. Each item is judged alone: the answer lists, in order, per item
+        `{"index", "run_id", "status": 201 | 200 | 422, "detail"?}`; one bad report never refuses
+        the others, and resending a batch stores nothing twice (idempotent per run_id)."""
+        info = await _device_token(request)
+        limit = max_body_bytes * BATCH_BODY_FACTOR
+        try:
+            body = await _read_limited(request, limit)
+        except _BodyTooLarge:
+            return JSONResponse({"detail": f"batch body larger than {limit} bytes; send fewer reports per batch"}, status_code=413)
+        try:
+            items = json.loads(body)["reports"]
+            if not isinstance(items, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"detail": 'the body must be a JSON object {"reports": [report, ...]}'}, status_code=422)
+        if len(items) > MAX_BATCH:
+            return JSONResponse({"detail": f"at most {MAX_BATCH} reports per batch, got {len(items)}"}, status_code=413)
+
+        def ingest() -> list[dict[str, Any]]:
+            results: list[dict[str, Any]] = []
+            valid: list[tuple[int, Report]] = []
+            for i, item in enumerate(items):
+                try:
+                    if not isinstance(item, dict):
+                        raise ValueError("each item must be a report object")
+                    valid.append((i, parse_report(item)))
+                    results.append({"index": i})
+                except ValidationError as exc:
+                    results.append({"index": i, "run_id": item.get("run_id") if isinstance(item, dict) else None,
+                                    "status": 422, "detail": _field_errors(exc)})
+                except ValueError as exc:
+                    results.append({"index": i, "run_id": None, "status": 422, "detail": str(exc)})
+            news = store.add_batch([r for _, r in valid], token_id=info.id)
+            for (i, r), new in zip(valid, news):
+                results[i].update(run_id=str(r.run_id), status=201 if new else 200, url=f"/reports/{r.run_id}")
+            return results
+
+        return JSONResponse({"results": await run_in_threadpool(ingest)})
+
+    async def _device_token(request: Request):
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HTTPException(401, "missing device token: send 'Authorization: Bearer <token>' "
+                                "(create one with `freenet token create --device NAME`)",
+                                headers={"WWW-Authenticate": 'Bearer realm="freenet"'})
+        info = await run_in_threadpool(store.lookup_token, token.strip())
+        if info is None:
+            raise HTTPException(401, "unknown device token", headers={"WWW-Authenticate": 'Bearer realm="freenet"'})
+        if info.revoked:
+            raise HTTPException(401, f"device token {info.id} was revoked", headers={"WWW-Authenticate": 'Bearer realm="freenet"'})
+        return info
 
     @app.get("/api/v1/reports", tags=["api"])
     def list_reports(

@@ -253,6 +253,21 @@ class Store:
         with self._write() as conn:
             return len(conn.execute(self._insert().returning(reports.c.id), rows).all())
 
+    def add_batch(self, batch: list[Report], *, token_id: str | None = None) -> list[bool]:
+        """Store validated reports in one transaction; per item, True when new, False when its
+        run_id was stored before (or earlier in the same batch): idempotent per run id."""
+        rows = [_values(r, token_id) for r in batch]
+        if not rows:
+            return []
+        with self._write() as conn:
+            inserted = {r[0] for r in conn.execute(self._insert().returning(reports.c.run_id), rows).all()}
+        out, seen = [], set()
+        for row in rows:
+            rid = row["run_id"]
+            out.append(rid in inserted and rid not in seen)
+            seen.add(rid)
+        return out
+
     def _insert(self):
         insert = (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(reports)
         return insert.on_conflict_do_nothing(index_elements=["run_id"])

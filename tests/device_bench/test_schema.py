@@ -66,7 +66,7 @@ BAD = [
     ("run_id", "not-a-uuid", "run_id", "UUID"),
     ("created_at", 1764064800, "created_at", "ISO 8601"),
     ("created_at", "2026-11-25T10:00:00", "created_at", "timezone"),
-    ("client.platform", "windows", "client.platform", "'android', 'ios' or 'host'"),
+    ("client.platform", "windows", "client.platform", "'android', 'ios', 'host' or 'web'"),
     ("runtime.accelerator", "GPU!", "runtime.accelerator", "pattern"),
     ("runtime.emulated", _DELETE, "runtime.emulated", "Field required"),
     ("runtime.threads", 0, "runtime.threads", "greater than or equal to 1"),
@@ -117,3 +117,25 @@ def test_python_construction_accepts_strings_and_normalises_to_utc():
     report = Report(**doc)
     assert report.started_at.isoformat() == "2026-11-25T10:00:00+00:00"
     assert json.loads(report.model_dump_json())["started_at"] == "2026-11-25T10:00:00Z"
+
+
+def test_parity_verdict_rules(make_report):
+    """'ok' can never carry a failed parity; 'parity_failed' needs one; the verdict must agree
+    with its numbers (a client cannot call 0.5 within a 1e-3 tolerance)."""
+    from device_bench.schema import judge_parity, parity_tolerance
+
+    doc = make_report(1)
+    doc["parity"] = {"max_abs_diff": 0.5, "reference_checked": True, "rel_diff": 0.5, "tolerance": 1e-3, "passed": False}
+    with pytest.raises(ValidationError, match="parity_failed"):
+        parse_report(doc)
+    doc["status"] = "parity_failed"
+    assert parse_report(doc).status == "parity_failed"
+    doc["parity"]["passed"] = True
+    with pytest.raises(ValidationError, match="contradicts"):
+        parse_report(doc)
+    assert parity_tolerance("fp32", "xnnpack") == 1e-3 and parity_tolerance("fp32", "webgpu") == 5e-2
+    assert parity_tolerance("int8", "cpu") is None
+    p = judge_parity(0.02, 10.0, "fp16", "gpu")
+    assert p.rel_diff == 0.002 and p.passed is True
+    assert judge_parity(0.02, 1e-6, "fp16", "gpu").passed is None  # the reference underflows fp16
+    assert judge_parity(0.2, 1.0, "fp32", "cpu").passed is False

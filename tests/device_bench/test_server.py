@@ -146,3 +146,29 @@ def test_compare_endpoint_shapes_missing_values_as_null(api, make_report):
     (row,) = group["models"]
     assert row["stats"]["median_ms"] == 5.0 and row["stats"]["iqr_ms"] is None
     assert group["pair"]["comparison"] is None
+
+
+def test_batch_judges_each_report_alone_and_is_idempotent(api, make_report):
+    good, dup, other = make_report(1), make_report(2), make_report(3)
+    bad = make_report(4)
+    bad["timing"]["samples_ms"] = [1.0, -2.0]
+    r = api.post("/api/v1/reports/batch", json={"reports": [good, bad, dup, dup, "junk"]})
+    assert r.status_code == 200
+    res = r.json()["results"]
+    assert [x["status"] for x in res] == [201, 422, 201, 200, 422]
+    assert res[1]["run_id"] == bad["run_id"] and any(d["field"] == "timing.samples_ms.1" for d in res[1]["detail"])
+    assert api.store.count() == 2
+    again = api.post("/api/v1/reports/batch", json={"reports": [good, dup, other]}).json()["results"]
+    assert [x["status"] for x in again] == [200, 200, 201] and api.store.count() == 3
+
+
+@pytest.mark.parametrize("body", [{"reports": "x"}, {"nope": []}, [1, 2]])
+def test_batch_needs_a_reports_list(api, body):
+    r = api.post("/api/v1/reports/batch", json=body)
+    assert r.status_code == 422 and "reports" in r.json()["detail"]
+
+
+def test_batch_needs_a_token(api, make_report):
+    api.headers.pop("Authorization")
+    assert api.post("/api/v1/reports/batch", json={"reports": [make_report(1)]}).status_code == 401
+    assert api.store.count() == 0
