@@ -67,13 +67,14 @@ class FreeNetCfg:
 
 
 # The Equimo reading, applied on top of any variant with `mixer_mode="equimo"` or `equimo=True`.
+# Its activation is jax.nn.gelu, whose default is the tanh approximation (../shared/docs/FREENET.md).
 EQUIMO_OVERRIDES = dict(
     mixer_mode="equimo",
     branches=((5, 2), (7, 2)),
     dilation_schedule="fixed",
     mix_ratio=0.125,
     norm="groupnorm",
-    act="gelu",
+    act="gelu_tanh",
 )
 
 VARIANTS: dict[str, FreeNetCfg] = {
@@ -84,6 +85,9 @@ VARIANTS: dict[str, FreeNetCfg] = {
     "freenet_s3": FreeNetCfg(depths=(2, 3, 10, 3), base_width=56),
     "freenet_s4": FreeNetCfg(depths=(3, 3, 12, 4), base_width=64),
 }
+# FreeNet-S2's widths and depths with Equimo's blocks: the other published reading, side by side
+# with ours in the comparison suite. Much cheaper (depthwise mixer): outside StarNet-S4's ±15%.
+VARIANTS["freenet_s2_equimo"] = replace(VARIANTS["freenet_s2"], **EQUIMO_OVERRIDES)
 
 
 class ConvBN(nn.Sequential):
@@ -276,3 +280,7 @@ def freenet_s3(pretrained: bool = False, **kwargs) -> FreeNet:
 def freenet_s4(pretrained: bool = False, **kwargs) -> FreeNet:
     return build_freenet("freenet_s4", pretrained, **kwargs)
 
+
+@register_model
+def freenet_s2_equimo(pretrained: bool = False, **kwargs) -> FreeNet:
+    return build_freenet("freenet_s2_equimo", pretrained, **kwargs)

@@ -221,12 +221,13 @@ def test_equimo_reading_needs_the_documented_options_for_nnapi(tmp_path):
         assert m.artifacts[0].status == "ok", m.artifacts[0].error
         return next(c for c in m.artifacts[0].coverage if c.delegate == "NNAPI")
 
-    raw = nnapi({"equimo": True}, "raw")
+    raw = nnapi({"equimo": True, "act": "gelu"}, "raw")  # the exact GELU, as the reading stood before
     assert not raw.full and {"ai.onnx:Erf", "ai.onnx:InstanceNormalization"} <= set(raw.unsupported)
-    fixed = nnapi({"equimo": True, "act": "gelu_tanh", "norm": "batchnorm"}, "fixed")
+    assert "ai.onnx:Erf" not in nnapi({"equimo": True}, "equimo").unsupported  # Equimo's own GELU is the tanh form
+    fixed = nnapi({"equimo": True, "norm": "batchnorm"}, "fixed")
     assert fixed.full and fixed.partitions == 1
     # numeric cost of the tanh approximation, same weights
-    exact, approx = create_model("freenet_tiny", equimo=True), create_model("freenet_tiny", equimo=True, act="gelu_tanh")
+    exact, approx = create_model("freenet_tiny", equimo=True, act="gelu"), create_model("freenet_tiny", equimo=True)
     approx.load_state_dict(exact.state_dict())
     x = torch.randn(8, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
