@@ -14,7 +14,7 @@ import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -105,7 +105,7 @@ class Artifact(_Model):
     model_family: str
     config_hash: str
     weights: str = Field("random", description="'random(seed=N)' or 'checkpoint:<sha256>'")
-    model_options: dict[str, str | int | float | bool | None] = Field(
+    model_options: dict[str, Any] = Field(
         default_factory=dict, description="constructor options the model was built with (`--set KEY=VALUE`)"
     )
     format: Format
