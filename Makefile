@@ -1,6 +1,6 @@
 # Two entry points on a fresh Debian 12 machine (as root, or with sudo for apt):
-#   make compare   installs everything and runs the main job (freenet compare) on embedded defaults
-#   make test      installs everything and runs the whole test suite (what CI runs)
+#   make compare   installs what the main job needs (venv, SwiftShader) and runs it on embedded defaults
+#   make test      installs everything the suite needs and runs the whole test suite (what CI runs)
 # Every setup step is idempotent: a second run only checks.
 
 PYTHON ?= python3
@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 export FREENET_TOOLS ?= $(HOME)/.cache/freenet-deploy
 
-.PHONY: setup venv system compare test clean
+.PHONY: setup venv system tools-compare tools-test compare test clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -19,20 +19,28 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
-# System tools that tests and the main job use (Debian packages, drivers, toolchains).
-system:
+# System tools. The main job needs only SwiftShader (the LiteRT GPU-delegate check); the test suite
+# needs every tool. apt-based scripts run one after another (dpkg's lock), but beside the venv's
+# pip install: `make -j2` overlaps the wheel downloads with apt.
+tools-compare:
 	bash scripts/setup_swiftshader.sh
+
+tools-test: tools-compare
 	bash scripts/setup_postgres.sh
 	bash scripts/setup_chromium.sh
 	bash scripts/setup_android_tools.sh
 	bash scripts/setup_swift.sh
 
-setup: venv system
+system: tools-test
+setup:
+	$(MAKE) -j2 venv tools-test
 
-compare: setup
+compare:
+	$(MAKE) -j2 venv tools-compare
 	$(VENV)/bin/freenet compare
 
-test: setup
+test:
+	$(MAKE) -j2 venv tools-test
 	bash scripts/run_tests.sh
 
 clean:
