@@ -10,7 +10,6 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.Random;
 
 /**
@@ -182,7 +181,6 @@ public final class BenchmarkRunner {
       long t0 = clock.nanoTime();
       engine.load(prepared.model, artifact);
       r.loadMs = positiveMs(clock.nanoTime() - t0, "load");
-      r.runtimeInfo = engine.info();
 
       t0 = clock.nanoTime();
       engine.run(input);
@@ -207,9 +205,7 @@ public final class BenchmarkRunner {
       } else {
         r.notes.put("parity", "bundle has no reference tensors; input was seeded noise");
       }
-      r.placement = engine.placement();
-      r.runtimeInfo = engine.info();
-      putAll(r, engine.notes());
+      describe(r, engine);
       r.thermalAfter = thermal.read();
       r.status = "ok";
       r.error = null;
@@ -237,9 +233,7 @@ public final class BenchmarkRunner {
     r.error = reason;
     if (engine != null) {
       try {
-        r.runtimeInfo = engine.info();
-        r.placement = engine.placement();
-        putAll(r, engine.notes());
+        describe(r, engine);
       } catch (Throwable ignored) {
         // The engine is broken; the report keeps what the runner knows.
       }
@@ -330,9 +324,12 @@ public final class BenchmarkRunner {
     }
   }
 
-  private static void putAll(Report r, Map<String, String> notes) {
-    if (notes != null) {
-      r.notes.putAll(notes);
+  private static void describe(Report r, Engine engine) {
+    RuntimeInfo info = engine.describe();
+    r.runtimeInfo = info;
+    if (info != null) {
+      r.placement = info.placement;
+      r.notes.putAll(info.notes);
     }
   }
 
