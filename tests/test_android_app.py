@@ -598,8 +598,15 @@ def test_gradle_properties_turn_androidx_on_and_document_the_switches() -> None:
     props = (APP / "gradle.properties").read_text()
     assert re.search(r"^android\.useAndroidX=true$", props, re.M), \
         "executorch-android depends on AndroidX: AGP refuses it without android.useAndroidX=true"
+    readme = (APP / "README.md").read_text()
     for switch in ("executorchVulkan", "executorchAar", "litertGpu"):
-        assert switch in props and switch in (APP / "README.md").read_text(), switch
+        assert switch in props and switch in readme, switch
+    first_build = readme[readme.index("## First build"):]
+    for version in CATALOG["versions"].values():
+        if version in ("36", "26"):
+            continue
+        assert version in readme, f"README does not say which version {version} Android Studio downloads"
+    assert "not yet published" in first_build and "loadMethod" in first_build
     executorch = (APP / "engine-executorch" / "build.gradle").read_text()
     assert "libs.executorch.android.vulkan" in executorch
     local = executorch[executorch.index("if (localAar)"):executorch.index("} else if (vulkan)")]
