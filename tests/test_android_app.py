@@ -41,7 +41,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from device_bench.schema import parse_report
+from device_bench.schema import judge_parity, parity_tolerance, parse_report
 import android_api_stubs  # tests/android_api_stubs.py (pytest puts tests/ on sys.path)
 from export.manifest import Artifact, Manifest, Reference, TensorSpec
 
@@ -52,8 +52,10 @@ TOOLS = Path(os.environ.get("FREENET_TOOLS", Path.home() / ".cache" / "freenet-d
 JUNIT_CP = os.pathsep.join(["/usr/share/java/junit4.jar", "/usr/share/java/hamcrest-core.jar"])
 SCHEMA = json.loads((ROOT / "device_bench" / "schema" / "report.schema.json").read_text())
 FIXTURES = ROOT / "tests" / "fixtures" / "reports"
-CORE_FIXTURES = ["android_core_ok.json", "android_core_error.json"]
-UNIT_TESTS = ["JsonTest", "ManifestTest", "TargetsTest", "BenchmarkRunnerTest", "ReportQueueTest"]
+CORE_FIXTURES = ["android_core_ok.json", "android_core_error.json", "android_core_parity_failed.json"]
+FIXTURE_STATUS = {"android_core_ok.json": "ok", "android_core_error.json": "error",
+                  "android_core_parity_failed.json": "parity_failed"}
+UNIT_TESTS = ["JsonTest", "ManifestTest", "TargetsTest", "BenchmarkRunnerTest", "ReportQueueTest", "ParityTest"]
 SETUP_HINT = "run `bash scripts/setup_android_tools.sh` (installs into $FREENET_TOOLS/android)"
 
 
@@ -120,6 +122,28 @@ def test_bench_core_junit(core_classes: Path, test_class: str) -> None:
     assert "OK (" in proc.stdout, proc.stdout
 
 
+def test_parity_verdict_agrees_with_the_schemas_judge(core_classes: Path, tmp_path: Path) -> None:
+    """bench-core's Parity against device_bench.schema.judge_parity, the one definition."""
+    rng = np.random.default_rng(0)
+    cases = []
+    for precision in ("fp32", "fp16", "int8"):
+        for accelerator in ("cpu", "xnnpack", "portable", "gpu", "nnapi", "vulkan", "jvm-fake"):
+            for scale in (1.0, 1e-5):  # 1e-5: a reference below fp16's smallest normal
+                for drift in (0.0, 5e-4, 2e-2, 0.5):
+                    ref = (rng.standard_normal(16) * scale).astype(np.float32)
+                    out = (ref * np.float32(1 + drift)).astype(np.float32)
+                    diff = float(np.max(np.abs(out.astype(np.float64) - ref.astype(np.float64))))
+                    verdict = judge_parity(diff, float(np.max(np.abs(ref.astype(np.float64)))),
+                                           precision, accelerator)
+                    cases.append({"precision": precision, "accelerator": accelerator,
+                                  "out": out.tolist(), "ref": ref.tolist(), "rel_diff": verdict.rel_diff,
+                                  "tolerance": verdict.tolerance, "passed": verdict.passed})
+    assert {c["passed"] for c in cases} == {True, False, None}
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    proc = _junit(core_classes, "ParitySchemaCasesTest", f"-Dfreenet.parityCases={tmp_path / 'cases.json'}")
+    assert "OK (1 test)" in proc.stdout, proc.stdout
+
+
 # ---- against the real aggregator -------------------------------------------------------------
 
 def _f32(values: np.ndarray) -> bytes:
@@ -129,17 +153,19 @@ def _f32(values: np.ndarray) -> bytes:
 def _write_bundle(root: Path, bundle: str) -> None:
     """A bundle for bench-core's fake engine, written with the export side's manifest model.
 
-    "fake_ok" is consistent; "fake_tampered" announces a wrong sha256 for its model file, so
-    the runner must refuse it and report an error.
+    "fake_ok" is consistent; "fake_drifted" runs, but its reference output is 1.5x what the
+    model computes (rel_diff 1/3: parity fails); "fake_tampered" announces a wrong sha256 for its
+    model file, so the runner must refuse it and report an error.
     """
     shape = [1, 3, 8, 8]
     x = np.random.default_rng(0).standard_normal(int(np.prod(shape))).astype(np.float32)
     artifacts = []
-    for art_id, scale, tamper in (("fake_ok", 2.0, False), ("fake_tampered", 3.0, True)):
+    for art_id, scale, drift, tamper in (("fake_ok", 2.0, 1.0, False), ("fake_drifted", 2.0, 1.5, False),
+                                         ("fake_tampered", 3.0, 1.0, True)):
         d = root / bundle / art_id
         d.mkdir(parents=True)
         files = {"model.tflite": struct.pack("<f", scale), "ref_in.f32": _f32(x),
-                 "ref_out.f32": _f32(x * np.float32(scale))}
+                 "ref_out.f32": _f32(x * np.float32(scale * drift))}
         for name, data in files.items():
             (d / name).write_bytes(data)
         sha = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
@@ -209,11 +235,13 @@ def core_reports(core_classes: Path, aggregator: dict[str, str],
     proc = _junit(core_classes, "AggregatorIntegrationTest",
                   f"-Dfreenet.server={aggregator['url']}", f"-Dfreenet.token={aggregator['token']}",
                   f"-Dfreenet.bundle={aggregator['bundle']}", f"-Dfreenet.reportOut={out}")
-    assert "OK (4 tests)" in proc.stdout, proc.stdout
+    assert "OK (5 tests)" in proc.stdout, proc.stdout
     reports = {name: json.loads((out / name).read_text()) for name in CORE_FIXTURES}
     if os.environ.get("FREENET_UPDATE_FIXTURES") == "1":
         for name, report in reports.items():
             (FIXTURES / name).write_text(json.dumps(report, indent=2) + "\n")
+    # Run ids of AggregatorIntegrationTest's batch upload: {"stored": [...], "rejected": [...]}.
+    reports["batch"] = json.loads((out / "batch_run_ids.json").read_text())
     return reports
 
 
@@ -225,13 +253,25 @@ def test_core_reports_reached_the_server_once(core_reports: dict[str, dict[str, 
     body = r.json()
     rows = body["reports"] if isinstance(body, dict) else body
     stored = sorted(row["run_id"] for row in rows)
-    assert stored == sorted(rep["run_id"] for rep in core_reports.values()), body
+    batch = core_reports["batch"]
+    # The runner's reports and the batch test's (its 422 one is not stored) went up through
+    # POST /api/v1/reports/batch, each once.
+    expected = [core_reports[name]["run_id"] for name in CORE_FIXTURES] + batch["stored"]
+    assert stored == sorted(expected), body
+    assert not set(batch["rejected"]) & set(stored)
     by_id = {row["run_id"]: row for row in rows}
-    assert by_id[core_reports["android_core_error.json"]["run_id"]]["status"] == "error"
+    for name in CORE_FIXTURES:
+        assert by_id[core_reports[name]["run_id"]]["status"] == FIXTURE_STATUS[name], name
+    full = httpx.get(f"{aggregator['url']}/api/v1/reports/{core_reports['android_core_ok.json']['run_id']}",
+                     timeout=10).json()
+    assert full["model"]["family"] == "fake"
+    drifted = httpx.get(f"{aggregator['url']}/api/v1/reports/"
+                        f"{core_reports['android_core_parity_failed.json']['run_id']}", timeout=10).json()
+    assert drifted["parity"]["passed"] is False and len(drifted["timing"]["samples_ms"]) == 20
     # The dashboard shows them: the index lists the model, each report has its page.
     index = httpx.get(f"{aggregator['url']}/", timeout=30)
     assert index.status_code == 200 and "fake_scale" in index.text
-    for rep in core_reports.values():
+    for rep in (core_reports[name] for name in CORE_FIXTURES):
         page = httpx.get(f"{aggregator['url']}/reports/{rep['run_id']}", timeout=30)
         assert page.status_code == 200 and rep["model"]["artifact_id"] in page.text
 
@@ -245,7 +285,8 @@ def test_core_reports_validate_against_the_json_schema(core_reports: dict[str, d
     assert not errors, errors
     parsed = parse_report(report)
     assert parsed.client.platform == "android"
-    assert parsed.status == ("ok" if name.endswith("_ok.json") else "error")
+    assert parsed.status == FIXTURE_STATUS[name]
+    assert parsed.model.family == "fake"
 
 
 def _shape(value: Any) -> Any:
@@ -284,7 +325,11 @@ def test_committed_core_fixtures_are_valid_and_say_what_they_are(name: str) -> N
     if parsed.status == "ok":
         assert "FakeEngine" in parsed.runtime.delegate
         assert len(parsed.timing.samples_ms) == 20 and parsed.parity.reference_checked
-        assert parsed.parity.max_abs_diff == 0.0
+        assert parsed.parity.max_abs_diff == 0.0 and parsed.parity.passed is True
+    elif parsed.status == "parity_failed":
+        assert len(parsed.timing.samples_ms) == 20 and parsed.parity.passed is False
+        assert parsed.parity.rel_diff == pytest.approx(1 / 3, rel=1e-5)
+        assert parsed.parity.tolerance == parity_tolerance(parsed.model.precision, parsed.runtime.accelerator)
     else:
         assert "sha256 mismatch" in parsed.error and parsed.timing.samples_ms == []
 

@@ -200,15 +200,19 @@ public final class BenchmarkRunner {
 
       if (prepared.referenceInput != null) {
         float[] out = engine.run(prepared.referenceInput);
-        r.maxAbsDiff = maxAbsDiff(out, prepared.referenceOutput);
-        r.referenceChecked = true;
+        r.parity = Parity.judge(out, prepared.referenceOutput, artifact.precision, factory.accelerator());
       } else {
         r.notes.put("parity", "bundle has no reference tensors; input was seeded noise");
       }
       describe(r, engine);
       r.thermalAfter = thermal.read();
-      r.status = "ok";
-      r.error = null;
+      if (r.parity != null && Boolean.FALSE.equals(r.parity.passed)) {
+        r.status = "parity_failed";
+        r.error = r.parity.failure();
+      } else {
+        r.status = "ok";
+        r.error = null;
+      }
     } catch (InterruptedException e) {
       fail(r, engine, "cancelled by the user before the run finished");
       Thread.currentThread().interrupt();
@@ -290,25 +294,6 @@ public final class BenchmarkRunner {
       x[i] = (float) rnd.nextGaussian();
     }
     return x;
-  }
-
-  static double maxAbsDiff(float[] out, float[] ref) {
-    if (out == null || ref == null || out.length != ref.length) {
-      throw new IllegalStateException(
-          "output has "
-              + (out == null ? "no" : String.valueOf(out.length))
-              + " values, reference output has "
-              + (ref == null ? "no" : String.valueOf(ref.length)));
-    }
-    double max = 0;
-    for (int i = 0; i < out.length; i++) {
-      double d = Math.abs((double) out[i] - (double) ref[i]);
-      if (Double.isNaN(d) || Double.isInfinite(d)) {
-        throw new IllegalStateException("output element " + i + " is " + out[i] + " (not finite)");
-      }
-      max = Math.max(max, d);
-    }
-    return max;
   }
 
   private static double positiveMs(long nanos, String what) {
