@@ -288,3 +288,27 @@ def test_dashboard_shows_the_committed_ios_report(aggregator: dict) -> None:
     assert page.status_code == 200 and report["run_id"] in page.text
     index = httpx.get(f"{aggregator['url']}/", timeout=10)
     assert index.status_code == 200 and "tiny_linear" in index.text
+
+
+def test_executorch_swiftpm_branch_follows_upstream_naming_and_the_pip_pin() -> None:
+    """project.yml's ExecuTorch branch is `swiftpm-X.Y.Z` (release) or `swiftpm-X.Y.Z.YYYYMMDD`
+    (nightly) and names the executorch version pyproject.toml exports with."""
+    import re
+    import tomllib
+
+    # project.yml is read as text (no YAML library among the test dependencies).
+    spec = (ROOT / "ios_app" / "project.yml").read_text()
+    package = re.search(r"^  executorch:\n((?:    .*\n|\s*#.*\n)+)", spec, re.M)
+    assert package, "project.yml has no `executorch` package"
+    assert re.search(r"^    url: https://github.com/pytorch/executorch$", package[1], re.M)
+    branch = re.search(r"^    branch: (\S+)$", package[1], re.M)[1]
+    match = re.fullmatch(r"swiftpm-(\d+\.\d+\.\d+)(?:\.(\d{8}))?", branch)
+    assert match, f"{branch!r} is not an upstream SwiftPM branch name (swiftpm-X.Y.Z or swiftpm-X.Y.Z.YYYYMMDD)"
+    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pin = next(d.split("==")[1] for d in pins if d.startswith("executorch=="))
+    nightly = re.fullmatch(r"(\d+\.\d+\.\d+)\.dev(\d{8})", pin)
+    expected = f"swiftpm-{nightly[1]}.{nightly[2]}" if nightly else f"swiftpm-{pin}"
+    assert branch == expected, f"pyproject pins executorch=={pin}: the SwiftPM branch must be {expected}"
+    assert re.search(rf'^\s+FreeNetExecuTorchVersion: "{re.escape(pin)}"$', spec, re.M)
+    readme = (ROOT / "ios_app" / "README.md").read_text()
+    assert f"`{branch}`" in readme and "swiftpm-X.Y.Z.YYYYMMDD" in readme
