@@ -64,7 +64,8 @@ final class LiteRtEngine implements Engine {
           "the runner feeds one input and reads the first output; this model has "
               + inputs.size() + " inputs and " + outputs.size() + " outputs");
     }
-    placement = LogcatDelegation.read(logStart, accelerator == Accelerator.GPU ? "gpu" : "xnnpack", notes);
+    String unit = accelerator == Accelerator.GPU ? "gpu" : "xnnpack";
+    placement = LogcatDelegation.read(logStart, unit, notes);
   }
 
   @Override
@@ -78,8 +79,10 @@ final class LiteRtEngine implements Engine {
 
   @Override
   public RuntimeInfo describe() {
-    String delegate = accelerator == Accelerator.GPU ? "CompiledModel GPU" : "CompiledModel CPU (XNNPACK)";
-    return new RuntimeInfo(delegate, accelerator == Accelerator.CPU ? threads : null, false, placement, notes);
+    String delegate =
+        accelerator == Accelerator.GPU ? "CompiledModel GPU" : "CompiledModel CPU (XNNPACK)";
+    Integer cpuThreads = accelerator == Accelerator.CPU ? Integer.valueOf(threads) : null;
+    return new RuntimeInfo(delegate, cpuThreads, false, placement, notes);
   }
 
   @Override
