@@ -4,8 +4,8 @@
 // artifact an engine can run (sha256-checked; cached by hash), and for every accelerator the
 // engine offers: reads the thermal state, waits while the device is hot, times load, the first
 // inference, W untimed warm-ups and N timed runs (every raw sample kept), runs the manifest's
-// reference input and computes the max abs difference to the reference output, asks the runtime
-// for op placement, reads the thermal state again, and writes the report to the persistent queue
+// reference input and judges its output against the reference output (rel_diff against the
+// protocol's tolerance: a miss is "parity_failed", never "ok"), asks the runtime for op placement, reads the thermal state again, and writes the report to the persistent queue
 // before trying to upload it. Any failure becomes a report with status "error" and the reason;
 // a run never produces an empty success. Statistics are left to the aggregator.
 import Foundation
@@ -78,7 +78,7 @@ public struct BenchRunner: Sendable {
                 let report = try await measure(artifact, bundle: bundle, prepared: prepared, engine: engine, choice: choice)
                 try await queue.enqueue(report)
                 summary.reports.append(report)
-                log("\(artifact.id) on \(choice): \(report.status == .ok ? "ok" : "error: \(report.error ?? "")")")
+                log("\(artifact.id) on \(choice): \(report.status == .ok ? "ok" : "\(report.status.rawValue): \(report.error ?? "")")")
                 // Upload as we go so a long run shows up on the dashboard early; whatever fails
                 // stays queued for the drain below or a later launch.
                 _ = await queue.flush(using: client)
@@ -191,7 +191,7 @@ public struct BenchRunner: Sendable {
             for _ in 0..<settings.timedRuns { samples.append(try milliseconds(clock) { try model.run() }) }
             timing.samplesMs = samples
             stage = "reference check"
-            parity = try checkParity(model, prepared: files, notes: &notes)
+            parity = try checkParity(model, prepared: files, artifact: artifact, accelerator: choice.accelerator, notes: &notes)
             stage = "placement"
             placement = await model.placement()
         } catch {
@@ -207,10 +207,11 @@ public struct BenchRunner: Sendable {
                            emulated: choice.emulated || DeviceProbe.isSimulator),
             model: .init(name: artifact.model, artifactID: artifact.id, format: artifact.format, precision: artifact.precision,
                          sha256: (artifact.sha256 ?? "").lowercased(), inputShape: artifact.inputShape, bundle: bundle,
-                         macs: artifact.macs, params: artifact.params),
+                         macs: artifact.macs, params: artifact.params, family: artifact.modelFamily),
             timing: timing, memory: peak.map { .init(peakBytes: $0) }, placement: placement,
             thermal: .init(before: before, after: after), parity: parity,
-            status: failure == nil ? .ok : .error, error: failure, notes: notes.isEmpty ? nil : notes)
+            status: failure != nil ? .error : parity?.passed == false ? .parityFailed : .ok,
+            error: failure ?? (parity?.passed == false ? parity?.failure : nil), notes: notes.isEmpty ? nil : notes)
         do {
             try report.validate()
         } catch {
@@ -243,27 +244,22 @@ public struct BenchRunner: Sendable {
         return toMilliseconds(clock.now - start)
     }
 
-    func checkParity(_ model: any LoadedModel, prepared: PreparedArtifact, notes: inout [String: String]) throws -> BenchReport.Parity {
+    /// Runs the reference input once and judges the output against the reference output with
+    /// the protocol's tolerance for this precision and accelerator.
+    func checkParity(_ model: any LoadedModel, prepared: PreparedArtifact, artifact: Artifact, accelerator: String,
+                     notes: inout [String: String]) throws -> BenchReport.Parity {
         guard let input = prepared.referenceInput, let expected = prepared.referenceOutput else {
             return .init(maxAbsDiff: nil, referenceChecked: false)
         }
         try model.setInput(input)
         try model.run()
-        let output = try model.output()
-        guard output.count == expected.count else {
-            notes["parity"] = "output has \(output.count) values, reference output has \(expected.count)"
+        var why: String?
+        guard let verdict = BenchReport.Parity.judge(output: try model.output(), reference: expected, precision: artifact.precision,
+                                                     accelerator: accelerator, why: &why) else {
+            notes["parity"] = why
             return .init(maxAbsDiff: nil, referenceChecked: false)
         }
-        var maxDiff: Float = 0
-        for (a, b) in zip(output, expected) {
-            let d = abs(a - b)
-            guard d.isFinite else {
-                notes["parity"] = "output contains NaN or infinity"
-                return .init(maxAbsDiff: nil, referenceChecked: false)
-            }
-            maxDiff = max(maxDiff, d)
-        }
-        return .init(maxAbsDiff: Double(maxDiff), referenceChecked: true)
+        return verdict
     }
 
     private func describe(_ reading: ThermalReading) -> String {

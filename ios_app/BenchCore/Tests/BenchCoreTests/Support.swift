@@ -96,7 +96,10 @@ final class StubServer: HTTPTransport, @unchecked Sendable {
     var headerOverride: [String: String] = [:]  // path -> X-Content-SHA256 to send instead
     var down = false
     var postStatus: (Data) -> (Int, String) = { _ in (201, #"{"stored": true}"#) }
+    /// Answer the batch endpoint with 404, like an aggregator from before it existed.
+    var noBatchEndpoint = false
     private(set) var posted: [Data] = []
+    private(set) var batchSizes: [Int] = []
 
     func send(_ request: URLRequest) async throws -> (Data, HTTPURLResponse) { try handle(request) }
 
@@ -108,6 +111,27 @@ final class StubServer: HTTPTransport, @unchecked Sendable {
         if down { throw URLError(.cannotConnectToHost) }
         func answer(_ status: Int, _ body: Data, _ headers: [String: String] = [:]) -> (Data, HTTPURLResponse) {
             (body, HTTPURLResponse(url: url, statusCode: status, httpVersion: "HTTP/1.1", headerFields: headers)!)
+        }
+        if request.httpMethod == "POST" && url.path == "/api/v1/reports/batch" {
+            if noBatchEndpoint { return answer(404, Data(#"{"detail": "Not Found"}"#.utf8)) }
+            guard request.value(forHTTPHeaderField: "Authorization") == "Bearer good-token" else {
+                return answer(401, Data(#"{"detail": "unknown device token"}"#.utf8))
+            }
+            let object = try JSONSerialization.jsonObject(with: request.httpBody ?? Data()) as! [String: Any]
+            let reports = object["reports"] as! [Any]
+            batchSizes.append(reports.count)
+            var results: [[String: Any]] = []
+            for (index, report) in reports.enumerated() {
+                let item = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
+                let (status, text) = postStatus(item)
+                // A whole-request failure (5xx, 413) answers the batch as a whole, as the server does.
+                if status >= 500 || status == 413 { return answer(status, Data(text.utf8)) }
+                var result: [String: Any] = ["index": index, "status": status]
+                if status == 422 { result["detail"] = (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])?["detail"] ?? text }
+                if status < 300 { posted.append(item) }
+                results.append(result)
+            }
+            return answer(200, try JSONSerialization.data(withJSONObject: ["results": results]))
         }
         if request.httpMethod == "POST" {
             let body = request.httpBody ?? Data()
@@ -132,20 +156,27 @@ final class StubServer: HTTPTransport, @unchecked Sendable {
 
     func setDown(_ value: Bool) { lock.lock(); down = value; lock.unlock() }
     var postedCount: Int { lock.lock(); defer { lock.unlock() }; return posted.count }
+    var batches: [Int] { lock.lock(); defer { lock.unlock() }; return batchSizes }
+    /// The posted reports as JSON objects (a batch item is re-encoded, so compare values, not bytes).
+    var postedObjects: [NSDictionary] {
+        lock.lock(); defer { lock.unlock() }
+        return posted.compactMap { try? JSONSerialization.jsonObject(with: $0) as? NSDictionary }
+    }
 }
 
 /// A bundle with one tiny linear artifact (C=3, 4x4 pixels, K=2), its reference data computed here.
 struct TinyBundle {
     static let channels = 3, height = 4, width = 4, classes = 2
 
-    static func make(bundle: String = "b1", corruptSHA: Bool = false) -> (manifest: Data, files: [String: Data], reference: [Float]) {
+    /// `drift` scales the reference output, so that a drift of 1.5 makes the model miss it.
+    static func make(bundle: String = "b1", corruptSHA: Bool = false, drift: Float = 1) -> (manifest: Data, files: [String: Data], reference: [Float]) {
         let weights: [Float] = (0..<(classes * channels + classes)).map { Float($0 % 5) * 0.25 - 0.5 }
         let input: [Float] = (0..<(channels * height * width)).map { Float(($0 * 7) % 11) / 11 - 0.5 }
         let model = TinyLinearModel(weights: Array(weights[0..<(classes * channels)]), bias: Array(weights[(classes * channels)...]),
                                     channels: channels, pixels: height * width)
         try! model.setInput(input)
         try! model.run()
-        let output = model.result
+        let output = model.result.map { $0 * drift }
         let wData = encodeFloat32LE(weights), inData = encodeFloat32LE(input), outData = encodeFloat32LE(output)
         let sha = corruptSHA ? String(repeating: "0", count: 64) : Digest.sha256Hex(wData)
         let manifest = """
