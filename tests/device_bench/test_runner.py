@@ -13,7 +13,7 @@ import pytest
 
 import freenet  # noqa: F401
 from device_bench.compare import ComparePlan, run_compare
-from device_bench.roofline import achieved_gflops, detect, fraction_of_peak
+from device_bench.roofline import Ceiling, achieved_gflops, detect, fraction_of_peak, measure_ceiling
 from device_bench.runner import BenchPlan, http_sink, run_bench, store_sink
 from device_bench.schema import Report
 from device_bench.store import Store
@@ -54,7 +54,7 @@ def test_bench_posts_to_a_real_server(bundle, tmp_path, server_factory):
     srv = server_factory(db)
     reports = run_bench(BenchPlan(bundle, runtimes=["onnxruntime"], warmup=1, rounds=1, runs_per_round=2), http_sink(srv.base, token))
     listed = httpx.get(f"{srv.base}/api/v1/reports", params={"runtime": "onnxruntime"}).json()
-    ids = {r["run_id"] for r in (listed["reports"] if isinstance(listed, dict) else listed)}
+    ids = {r["run_id"] for r in listed["reports"]}
     assert {str(r.run_id) for r in reports} <= ids
     with pytest.raises(RuntimeError, match="401"):
         run_bench(BenchPlan(bundle, runtimes=["onnxruntime"], warmup=0, rounds=1, runs_per_round=1), http_sink(srv.base, "wrong-token"))
@@ -96,6 +96,25 @@ def test_roofline_from_cpu_flags():
     assert achieved_gflops(1_000_000_000, 20.0) == pytest.approx(100.0)
     assert fraction_of_peak(None, 20.0, zen4) is None and achieved_gflops(10, None) is None
     assert detect({"flags": "avx2 fma"}).peak_gflops() is None  # no clock: unknown, not 0
+
+
+def test_roofline_ceiling_is_measured_once_per_run():
+    """The ceiling is a measured one-thread GEMM of the installed BLAS, not the nominal clock."""
+    import torch
+
+    threads = torch.get_num_threads()
+    c = measure_ceiling(1)
+    assert measure_ceiling(1) is c  # cached: one measurement per run
+    assert torch.get_num_threads() == threads  # the process's thread setting is left as it was
+    assert c.threads == 1 and "torch.mm" in c.method and "best of" in c.method
+    assert 1 < c.gflops < 2000  # a CPU core: more than 1 GFLOP/s, less than a GPU
+    assert f"measured ceiling {c.gflops:.0f} GFLOP/s" in c.describe()
+    derived = c.derived.peak_gflops(1)
+    assert derived is None or f"nominal-clock figure would be {derived:.0f}" in c.describe()
+    fixed = Ceiling(gflops=50.0, threads=1, method="m", derived=c.derived)
+    assert fraction_of_peak(1_000_000_000, 20.0, fixed) == pytest.approx(2.0)  # 100 / 50: shown with its reason
+    with pytest.raises(ValueError, match="threads"):
+        measure_ceiling(0)
 
 
 @pytest.mark.slow
