@@ -29,7 +29,7 @@ from .roofline import ABOVE_CEILING, Ceiling, achieved_gflops, fraction_of_peak,
 from .runner import DEFAULT_RUNTIMES, BenchPlan, run_bench, store_sink
 from .schema import Report
 from .stats import Comparison
-from .store import Store
+from .store import Store, device_label
 from .summary import PAIR, Group, ModelRow, summarize_run
 
 SUITE = [
@@ -78,7 +78,8 @@ def run_compare(plan: ComparePlan, progress: Progress | None = None) -> Path:
         BenchPlan(plan.bundle, runtimes=plan.runtimes, models=plan.models, precisions=["fp32"], warmup=plan.warmup,
                   rounds=plan.rounds, runs_per_round=plan.runs_per_round, threads=plan.threads),
         store_sink(plan.db), _phase(progress, "measure"))
-    groups = summarize_run(Store(plan.db), [r.run_id for r in reports])
+    devices = {device_label(r) for r in reports}
+    groups = summarize_run(Store(plan.db), [r.run_id for r in reports], device=devices.pop() if len(devices) == 1 else None)
     out = plan.work_dir / "report"
     write_report(build_report(groups, reports, manifest, plan, measure_ceiling(plan.threads)), out, reports)
     return out

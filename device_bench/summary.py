@@ -140,12 +140,13 @@ def summarize_groups(
     return groups
 
 
-def summarize_run(store: Store, run_ids: Iterable[str], **kw: Any) -> list[Group]:
+def summarize_run(store: Store, run_ids: Iterable[str], *, device: str | None = None, **kw: Any) -> list[Group]:
     """The tables of one run's reports (e.g. one `freenet compare` over one bundle), read back from
     the store so the report shows exactly what was stored. Older runs of the same groups are left
-    out: the report describes this run, the dashboard pools the latest runs."""
+    out: the report describes this run, the dashboard pools the latest runs. `device` (the store's
+    device label) narrows the read to the device the run measured."""
     wanted = {str(r) for r in run_ids}
-    rows = [r for r in store.group_samples() if r["run_id"] in wanted]
+    rows = [r for r in store.group_samples(device=device) if r["run_id"] in wanted]
     missing = len(wanted) - len(rows)
     if missing:
         raise RuntimeError(f"{missing} of this run's {len(wanted)} reports are not in the store (or not among "

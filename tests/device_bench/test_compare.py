@@ -14,7 +14,7 @@ from device_bench.compare import ComparePlan, build_report, write_report
 from device_bench.roofline import ABOVE_CEILING, Ceiling, detect
 from device_bench.schema import Report
 from device_bench.stats import compare
-from device_bench.store import Store
+from device_bench.store import Store, device_label
 from device_bench.summary import summarize_run
 from export.manifest import Artifact, Manifest
 
@@ -160,3 +160,6 @@ def test_summarize_run_refuses_a_run_the_store_does_not_have(stored):
     store, reports, *_ = stored
     with pytest.raises(RuntimeError, match="not in the store"):
         summarize_run(store, [r.run_id for r in reports] + ["00000000-0000-0000-0000-000000000000"])
+    with pytest.raises(RuntimeError, match="6 of this run's 6 reports"):
+        summarize_run(store, [r.run_id for r in reports], device="another phone")
+    assert len(summarize_run(store, [r.run_id for r in reports], device=device_label(reports[0]))) == 2
