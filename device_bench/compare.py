@@ -248,9 +248,12 @@ def _latency_plot(report: CompareReport, path: Path) -> None:
     from .dashboard import draw_latency_vs_macs
 
     real = [t for t in report.tables if not t.group.emulated]
-    n = max(1, len(real))
-    fig = Figure(figsize=(5.5 * n, 4.4), layout="constrained")
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    cols = min(2, max(1, len(real)))  # two panels a row: readable at a page's width
+    rows = max(1, -(-len(real) // cols))
+    fig = Figure(figsize=(6.5 * cols, 4.6 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(real):][1 if not real else 0:]:
+        ax.set_visible(False)
     for ax, t in zip(axes, real):
         draw_latency_vs_macs(ax, t.group.rows, label_precision=False)
         ax.set_title(t.label, fontsize=9)
