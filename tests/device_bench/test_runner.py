@@ -5,6 +5,7 @@ emulated, and `freenet compare` writing its Markdown/HTML/PNG report with the he
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -126,6 +127,20 @@ def test_compare_main_job_writes_the_report(tmp_path):
     head = md.split("## Every model")[0]
     assert "FreeNet-S2 / StarNet-S4" in head and "onnxruntime" in head and "litert" in head
     assert "0.71 (desktop GPU)" in head and "MAC ratio" in head
+    # one headline row per measured runtime, with a ratio, its interval, and the manifest's MAC ratio
+    manifest = json.loads((plan.bundle / "manifest.json").read_text())
+    macs = {a["model"]: a["macs"] for a in manifest["artifacts"] if a["macs"]}
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in head.splitlines() if line.startswith(("| onnxruntime", "| litert"))]
+    assert sorted(r[0].split()[0] for r in rows) == ["litert", "onnxruntime"]
+    for r in rows:
+        assert re.fullmatch(r"\d+\.\d\d× \[\d+\.\d\d–\d+\.\d\d\]", r[1]) and r[2] in ("faster", "slower", "no difference")
+        assert float(r[3]) == pytest.approx(macs["freenet_s2"] / macs["starnet_s4"], rel=1e-3)
+    assert "measured ceiling" in md and "nominal-clock figure" in md
+    for line in md.splitlines():  # every model row: a fraction of the ceiling above 1 is never shown bare
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| [") and cells[7] != "—" and float(cells[7]) > 1:
+            assert cells[7].endswith("†")
+    assert "FreeNet" in md and "StarNet" in md and "MobileNet" in md  # family from the reports
     assert (out / "latency_vs_macs.png").stat().st_size > 10_000
     assert (out / "freenet_s2_vs_starnet_s4.png").stat().st_size > 5_000
     html = (out / "report.html").read_text()
