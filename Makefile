@@ -1,6 +1,7 @@
 # Two entry points on a fresh Debian 12 machine (as root, or with sudo for apt):
 #   make compare   installs what the main job needs (venv, SwiftShader) and runs it on embedded defaults
 #   make test      installs everything the suite needs and runs the whole test suite (what CI runs)
+#   make test-fast the same without the tests marked `slow` (for development; CI runs them all)
 # Every setup step is idempotent: a second run only checks.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 export FREENET_TOOLS ?= $(HOME)/.cache/freenet-deploy
 
-.PHONY: setup venv system tools-compare tools-test compare test clean
+.PHONY: setup venv system tools-compare tools-test compare test test-fast clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -42,6 +43,10 @@ compare:
 test:
 	$(MAKE) -j2 venv tools-test
 	bash scripts/run_tests.sh
+
+test-fast:
+	$(MAKE) -j2 venv tools-test
+	bash scripts/run_tests.sh -m "not slow"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -71,12 +71,14 @@ def compare_cmd(
     rounds: int = 5,
     runs: int = 10,
     warmup: int = 10,
+    input_size: Annotated[int | None, typer.Option(help="Input side in pixels (default: each model's own, 224); smaller only for quick checks.")] = None,
 ) -> None:
     """The main job: export the suite to every format, verify, measure here, store, and report."""
     from .compare import SUITE, ComparePlan, run_compare
 
     plan = ComparePlan(models=_csv(models) if models else list(SUITE), formats=_csv(formats), precisions=_csv(precision),
-                       runtimes=_csv(runtimes), work_dir=work_dir, db_url=db, rounds=rounds, runs_per_round=runs, warmup=warmup)
+                       runtimes=_csv(runtimes), work_dir=work_dir, db_url=db, rounds=rounds, runs_per_round=runs, warmup=warmup,
+                       input_size=input_size)
     with _progress() as p:
         tasks: dict[str, int] = {}
 

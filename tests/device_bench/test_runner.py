@@ -5,6 +5,7 @@ emulated, and `freenet compare` writing its Markdown/HTML/PNG report with the he
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 
 import freenet  # noqa: F401
 from device_bench.compare import ComparePlan, run_compare
-from device_bench.roofline import achieved_gflops, detect, fraction_of_peak
+from device_bench.roofline import Ceiling, achieved_gflops, detect, fraction_of_peak, measure_ceiling
 from device_bench.runner import BenchPlan, http_sink, run_bench, store_sink
 from device_bench.schema import Report
 from device_bench.store import Store
@@ -54,7 +55,7 @@ def test_bench_posts_to_a_real_server(bundle, tmp_path, server_factory):
     srv = server_factory(db)
     reports = run_bench(BenchPlan(bundle, runtimes=["onnxruntime"], warmup=1, rounds=1, runs_per_round=2), http_sink(srv.base, token))
     listed = httpx.get(f"{srv.base}/api/v1/reports", params={"runtime": "onnxruntime"}).json()
-    ids = {r["run_id"] for r in (listed["reports"] if isinstance(listed, dict) else listed)}
+    ids = {r["run_id"] for r in listed["reports"]}
     assert {str(r.run_id) for r in reports} <= ids
     with pytest.raises(RuntimeError, match="401"):
         run_bench(BenchPlan(bundle, runtimes=["onnxruntime"], warmup=0, rounds=1, runs_per_round=1), http_sink(srv.base, "wrong-token"))
@@ -98,6 +99,25 @@ def test_roofline_from_cpu_flags():
     assert detect({"flags": "avx2 fma"}).peak_gflops() is None  # no clock: unknown, not 0
 
 
+def test_roofline_ceiling_is_measured_once_per_run():
+    """The ceiling is a measured one-thread GEMM of the installed BLAS, not the nominal clock."""
+    import torch
+
+    threads = torch.get_num_threads()
+    c = measure_ceiling(1)
+    assert measure_ceiling(1) is c  # cached: one measurement per run
+    assert torch.get_num_threads() == threads  # the process's thread setting is left as it was
+    assert c.threads == 1 and "torch.mm" in c.method and "best of" in c.method
+    assert 1 < c.gflops < 2000  # a CPU core: more than 1 GFLOP/s, less than a GPU
+    assert f"measured ceiling {c.gflops:.0f} GFLOP/s" in c.describe()
+    derived = c.derived.peak_gflops(1)
+    assert derived is None or f"nominal-clock figure would be {derived:.0f}" in c.describe()
+    fixed = Ceiling(gflops=50.0, threads=1, method="m", derived=c.derived)
+    assert fraction_of_peak(1_000_000_000, 20.0, fixed) == pytest.approx(2.0)  # 100 / 50: shown with its reason
+    with pytest.raises(ValueError, match="threads"):
+        measure_ceiling(0)
+
+
 @pytest.mark.slow
 def test_compare_main_job_writes_the_report(tmp_path):
     plan = ComparePlan(models=["freenet_s2", "starnet_s4", "mobilenet_v2"], formats=["onnx", "tflite"], precisions=["fp32"],
@@ -107,6 +127,20 @@ def test_compare_main_job_writes_the_report(tmp_path):
     head = md.split("## Every model")[0]
     assert "FreeNet-S2 / StarNet-S4" in head and "onnxruntime" in head and "litert" in head
     assert "0.71 (desktop GPU)" in head and "MAC ratio" in head
+    # one headline row per measured runtime, with a ratio, its interval, and the manifest's MAC ratio
+    manifest = json.loads((plan.bundle / "manifest.json").read_text())
+    macs = {a["model"]: a["macs"] for a in manifest["artifacts"] if a["macs"]}
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in head.splitlines() if line.startswith(("| onnxruntime", "| litert"))]
+    assert sorted(r[0].split()[0] for r in rows) == ["litert", "onnxruntime"]
+    for r in rows:
+        assert re.fullmatch(r"\d+\.\d\d× \[\d+\.\d\d–\d+\.\d\d\]", r[1]) and r[2] in ("faster", "slower", "no difference")
+        assert float(r[3]) == pytest.approx(macs["freenet_s2"] / macs["starnet_s4"], rel=1e-3)
+    assert "measured ceiling" in md and "nominal-clock figure" in md
+    for line in md.splitlines():  # every model row: a fraction of the ceiling above 1 is never shown bare
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| [") and cells[7] != "—" and float(cells[7]) > 1:
+            assert cells[7].endswith("†")
+    assert "FreeNet" in md and "StarNet" in md and "MobileNet" in md  # family from the reports
     assert (out / "latency_vs_macs.png").stat().st_size > 10_000
     assert (out / "freenet_s2_vs_starnet_s4.png").stat().st_size > 5_000
     html = (out / "report.html").read_text()
