@@ -45,6 +45,12 @@ final class RunnerTests: XCTestCase {
         XCTAssertEqual(report.model.macs, 42)
         XCTAssertEqual(report.model.sha256, Digest.sha256Hex(bundle.files["b1/files/tiny/weights.bin"]!))
         XCTAssertTrue(report.runtime.emulated)
+        // runtime.delegate/compute_units/threads and the engine's notes come from describe().
+        XCTAssertEqual(report.runtime.delegate, "benchcore-tiny-linear (Linux test stand-in)")
+        XCTAssertEqual(report.runtime.computeUnits, "cpuOnly")
+        XCTAssertEqual(report.runtime.threads, 1)
+        XCTAssertTrue(report.notes?["engine"]?.contains("not a speed result") == true)
+        XCTAssertEqual(report.notes?["input"], "bundle reference input")
         XCTAssertEqual(report.thermal.before, .state(.nominal))
 
         XCTAssertEqual(server.postedCount, 1)
@@ -93,7 +99,24 @@ final class RunnerTests: XCTestCase {
         XCTAssertNoThrow(try report.validate())
     }
 
-    func testWaitsWhileTheDeviceIsHot() async throws {
+    func testFailedRunStillSaysWhatTheRuntimeUsed() async throws {
+        let server = StubServer()
+        server.files = TinyBundle.make().files
+        // First inference and 3 warm-ups pass; the first timed run throws.
+        let engine = TinyLinearEngine(failRun: (message: "GPU command buffer aborted", call: 5))
+        let (runner, _) = try makeRunner(server, engine: engine)
+        let summary = try await runner.run()
+        let report = try XCTUnwrap(summary.reports.first)
+        XCTAssertEqual(report.status, .error)
+        XCTAssertEqual(report.error, "timed runs failed: GPU command buffer aborted")
+        XCTAssertNotNil(report.timing.loadMs)
+        XCTAssertEqual(report.timing.samplesMs, [])
+        XCTAssertEqual(report.runtime.delegate, "benchcore-tiny-linear (Linux test stand-in)")
+        XCTAssertEqual(report.placement, ["cpu": 2])
+        XCTAssertNoThrow(try report.validate())
+    }
+
+        func testWaitsWhileTheDeviceIsHot() async throws {
         let server = StubServer()
         server.files = TinyBundle.make().files
         // before, then two hot polls, then cool.

@@ -15,11 +15,13 @@ struct TinyLinearEngine: InferenceEngine {
     let runtimeName = "coreml"
     let runtimeVersion = "linux-reference (no Core ML on Linux)"
     var failLoad: String? = nil
+    /// Makes `run` throw `message` from its `call`-th call on (1 = the first inference).
+    var failRun: (message: String, call: Int)? = nil
 
     func supports(_ artifact: Artifact) -> Bool { artifact.format == "coreml" && artifact.target == "coreml-linux-reference" }
 
     func accelerators(for artifact: Artifact) -> [AcceleratorChoice] {
-        [AcceleratorChoice(accelerator: "cpu", computeUnits: "cpuOnly", delegate: "benchcore-tiny-linear (Linux test stand-in)", threads: 1, emulated: true)]
+        [AcceleratorChoice(accelerator: "cpu", computeUnits: "cpuOnly")]
     }
 
     func load(_ url: URL, artifact: Artifact, accelerator: AcceleratorChoice) async throws -> any LoadedModel {
@@ -31,46 +33,49 @@ struct TinyLinearEngine: InferenceEngine {
         let values = try decodeFloat32LE(Data(contentsOf: url))
         let c = shape[1]
         guard values.count == k * c + k else { throw EngineError("weights file has \(values.count) values, expected \(k * c + k)") }
-        return TinyLinearModel(weights: Array(values[0..<(k * c)]), bias: Array(values[(k * c)...]), channels: c, pixels: shape[2] * shape[3])
+        return TinyLinearModel(weights: Array(values[0..<(k * c)]), bias: Array(values[(k * c)...]), channels: c, pixels: shape[2] * shape[3],
+                               computeUnits: accelerator.computeUnits, failRun: failRun)
     }
 }
 
 final class TinyLinearModel: LoadedModel {
     let weights: [Float], bias: [Float], channels: Int, pixels: Int
-    var input: [Float] = []
-    var result: [Float] = []
+    let computeUnits: String?
+    let failRun: (message: String, call: Int)?
+    private(set) var runs = 0
 
-    init(weights: [Float], bias: [Float], channels: Int, pixels: Int) {
+    init(weights: [Float], bias: [Float], channels: Int, pixels: Int, computeUnits: String? = "cpuOnly",
+         failRun: (message: String, call: Int)? = nil) {
         self.weights = weights
         self.bias = bias
         self.channels = channels
         self.pixels = pixels
+        self.computeUnits = computeUnits
+        self.failRun = failRun
     }
 
-    func setInput(_ values: [Float]) throws {
-        guard values.count == channels * pixels else { throw EngineError("input has \(values.count) values") }
-        input = values
-    }
-
-    func run() throws {
+    func run(_ input: [Float]) throws -> [Float] {
+        runs += 1
+        if let failRun, runs >= failRun.call { throw EngineError(failRun.message) }
+        guard input.count == channels * pixels else { throw EngineError("input has \(input.count) values") }
         var means = [Float](repeating: 0, count: channels)
         for ch in 0..<channels {
             var sum: Float = 0
             for p in 0..<pixels { sum += input[ch * pixels + p] }
             means[ch] = sum / Float(pixels)
         }
-        result = bias.indices.map { k in
+        return bias.indices.map { k in
             var acc = bias[k]
             for ch in 0..<channels { acc += weights[k * channels + ch] * means[ch] }
             return acc
         }
     }
 
-    func output() throws -> [Float] { result }
-
-    func placement() async -> [String: Int]? { ["cpu": 2] }  // mean + matmul, both on the CPU
-
-    var notes: [String: String] { ["engine": "TinyLinearEngine: pure Swift stand-in for Core ML in the Linux tests; not a speed result"] }
+    func describe() async -> RuntimeInfo {
+        RuntimeInfo(delegate: "benchcore-tiny-linear (Linux test stand-in)", computeUnits: computeUnits, threads: 1, emulated: true,
+                    placement: ["cpu": 2],  // mean + matmul, both on the CPU
+                    notes: ["engine": "TinyLinearEngine: pure Swift stand-in for Core ML in the Linux tests; not a speed result"])
+    }
 }
 
 /// Thermal readings served in order; the last one repeats.
@@ -174,9 +179,7 @@ struct TinyBundle {
         let input: [Float] = (0..<(channels * height * width)).map { Float(($0 * 7) % 11) / 11 - 0.5 }
         let model = TinyLinearModel(weights: Array(weights[0..<(classes * channels)]), bias: Array(weights[(classes * channels)...]),
                                     channels: channels, pixels: height * width)
-        try! model.setInput(input)
-        try! model.run()
-        let output = model.result.map { $0 * drift }
+        let output = try! model.run(input).map { $0 * drift }
         let wData = encodeFloat32LE(weights), inData = encodeFloat32LE(input), outData = encodeFloat32LE(output)
         let sha = corruptSHA ? String(repeating: "0", count: 64) : Digest.sha256Hex(wData)
         let manifest = """
