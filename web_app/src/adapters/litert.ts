@@ -41,7 +41,12 @@ export class LiteRtAdapter implements RuntimeAdapter {
       console.warn = orig;
     }
     this.warnings = seen.filter((s) => s.includes('[LiteRT]'));
-    const used = model.options.accelerator; // 'wasm' after a whole-model fallback
+    // 'wasm' after LiteRT.js's own whole-model fallback. It may also claim an accelerator the browser
+    // does not have (asked 'webnn' without navigator.ml it compiles "fully" and runs its wasm CPU
+    // kernels): such a run is labelled with the path it can really have taken, wasm.
+    const claimed = model.options.accelerator;
+    const missing = (claimed === 'webnn' && !('ml' in navigator)) || (claimed === 'webgpu' && !('gpu' in navigator));
+    const used = missing ? 'wasm' : claimed;
     const fully = used === 'wasm' ? true : model.isFullyAccelerated;
     const version = this.version;
     const warnings = this.warnings;
@@ -64,7 +69,8 @@ export class LiteRtAdapter implements RuntimeAdapter {
       describe() {
         const notes: Record<string, string> = {};
         if (warnings.length) notes.runtime_log = warnings.join(' | ').replace(/%c/g, '').slice(0, 1900);
-        if (used !== accelerator) notes.fallback = `asked ${accelerator}, LiteRT.js compiled the whole model for ${used}`;
+        if (missing) notes.fallback = `asked ${accelerator}: this browser has no ${claimed === 'webnn' ? 'WebNN (navigator.ml)' : 'WebGPU (navigator.gpu)'}, so the whole model ran on LiteRT.js's wasm CPU path (LiteRT.js said ${claimed})`;
+        else if (used !== accelerator) notes.fallback = `asked ${accelerator}, LiteRT.js compiled the whole model for ${used}`;
         else if (!fully) notes.placement = `partial: some ops delegated to wasm (LiteRT.js isFullyAccelerated=false on ${accelerator})`;
         else if (used !== 'wasm') notes.placement = `all ops on ${used} (LiteRT.js isFullyAccelerated=true)`;
         return {
