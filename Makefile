@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 export FREENET_TOOLS ?= $(HOME)/.cache/freenet-deploy
 
-.PHONY: setup venv system compare test clean
+.PHONY: setup venv system web compare test clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -27,7 +27,15 @@ system:
 	bash scripts/setup_android_tools.sh
 	bash scripts/setup_swift.sh
 
-setup: venv system
+# The browser runner (web_app/): npm ci from the lockfile, then the type-checked build into
+# web_app/dist, served by `freenet serve` at /run. Skipped while dist is newer than its sources.
+WEB_SRC = $(wildcard web_app/src/*.ts web_app/src/*.json web_app/src/adapters/*.ts) web_app/index.html web_app/app.css \
+          web_app/build.mjs web_app/tsconfig.json web_app/package.json web_app/package-lock.json
+web: web_app/dist/BUILD_INFO.json
+web_app/dist/BUILD_INFO.json: $(WEB_SRC)
+	cd web_app && npm ci --no-audit --no-fund && npm run build
+
+setup: venv system web
 
 compare: setup
 	$(VENV)/bin/freenet compare

@@ -251,7 +251,7 @@ def serve_options(app: FastAPI, store: Store, *, host: str, port: int, tls_cert:
     fingerprint = None
     if self_signed_tls:
         names = [h for h in (lan_ip() if host in ("0.0.0.0", "::", "") else host, "localhost", "127.0.0.1", socket.gethostname()) if h]
-        cert, key, ca, fingerprint = self_signed(tls_dir or DEFAULT_DB_DIR / "tls", names)
+        cert, key, ca, fingerprint = self_signed(tls_dir or Path(os.environ.get("FREENET_TLS_DIR", DEFAULT_DB_DIR / "tls")), names)
         ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
         app.state.lab_ca = str(ca)
     elif tls_cert:
