@@ -22,7 +22,7 @@ def _progress() -> Progress:
 
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory made by `freenet export`.")],
-    runtimes: Annotated[str, typer.Option(help="Comma list: onnxruntime,litert,executorch,pytorch,litert-gpu-emulated; web = the browser runner in this machine's Chromium.")] = "onnxruntime,litert,executorch,pytorch",
+    runtimes: Annotated[str, typer.Option(help="Comma list: onnxruntime,litert,executorch,pytorch,litert-gpu-emulated; web = the browser runner in this machine's Chromium (all its runtimes), or web:litert-js:webgpu, web:onnxruntime-web:wasm, ...")] = "onnxruntime,litert,executorch,pytorch",
     models: Annotated[str | None, typer.Option(help="Comma list of models in the bundle (default: all).")] = None,
     precision: Annotated[str, typer.Option(help="Comma list of precisions to measure.")] = "fp32",
     server: Annotated[str | None, typer.Option(help="Aggregator URL; reports are POSTed there with --token.")] = None,
@@ -40,9 +40,11 @@ def bench(
     if server and not token:
         raise typer.BadParameter("--server needs --token (or FREENET_TOKEN)")
     rts = _csv(runtimes)
-    if "web" in rts:  # the browser runner (web_app/) in Chromium: its own driver, same reports
-        rts.remove("web")
-        _bench_web(bundle, models, precision, server, token, db, warmup, rounds, runs)
+    web = [r for r in rts if r == "web" or r.startswith("web:")]
+    if web:  # the browser runner (web_app/) in Chromium: its own driver, same reports
+        rts = [r for r in rts if r not in web]
+        _bench_web(bundle, models, precision, server, token, db, warmup, rounds, runs,
+                   None if "web" in web else [r.split(":", 1)[1] for r in web])
         if not rts:
             return
     plan = BenchPlan(bundle, rts, _csv(models) if models else None, _csv(precision), warmup, rounds, runs, threads)
@@ -68,7 +70,7 @@ def bench(
 
 
 def _bench_web(bundle: Path, models: str | None, precision: str, server: str | None, token: str | None, db: str | None,
-               warmup: int, rounds: int, runs: int) -> None:
+               warmup: int, rounds: int, runs: int, web_runs: list[str] | None) -> None:
     from rich.table import Table
 
     from .stats import fmt, summarize
@@ -76,7 +78,7 @@ def _bench_web(bundle: Path, models: str | None, precision: str, server: str | N
 
     try:
         reports = bench_web(bundle, models=_csv(models) if models else None, precisions=_csv(precision), warmup=warmup,
-                            rounds=rounds, runs_per_round=runs, db=db, server=server, token=token,
+                            rounds=rounds, runs_per_round=runs, db=db, server=server, token=token, runs=web_runs,
                             log=lambda m: console.print(f"[dim]{m}[/]"))
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         console.print(f"[red]error:[/] {e}")

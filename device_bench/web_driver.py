@@ -102,6 +102,9 @@ def bench_web(bundle: Path, *, models: list[str] | None, precisions: list[str], 
         raise RuntimeError("`--runtimes web` needs the playwright package: pip install -e '.[test]'") from exc
     from .store import Store
 
+    bad = [r for r in runs or [] if r not in WEB_RUNS + ("litert-js:webnn", "onnxruntime-web:webnn")]
+    if bad:
+        raise ValueError(f"unknown web runtime(s) {bad}; valid: {', '.join(WEB_RUNS)} (and ...:webnn)")
     bundle = Path(bundle).resolve()
     if not (bundle / "manifest.json").is_file():
         raise FileNotFoundError(f"{bundle} holds no manifest.json; build one with `freenet export`")

@@ -81,7 +81,6 @@ async function pairing(): Promise<void> {
     const forget = el('button', { type: 'button' }, 'Forget this device token');
     forget.onclick = () => { api.forgetToken(); void pairing(); };
     p.append(forget);
-    ($('dash') as HTMLAnchorElement).href = `/?device=${encodeURIComponent(dev ?? '')}`;
   } else if (!code) {
     const p = note(box, 'warn', 'Not paired: results are kept in this browser until it is paired. Scan the QR code that `freenet serve` prints, or enter a pairing code: ');
     const input = el('input', { id: 'pair-code', size: '12', placeholder: 'code' }) as HTMLInputElement;
@@ -220,6 +219,9 @@ async function start(gpu: GpuInfo): Promise<void> {
     }
     const facts = await deviceFacts(gpu);
     log(`device: ${JSON.stringify(facts.device)}; browser ${facts.browser}`);
+    // the dashboard's device filter uses the server's label: "<manufacturer> <model>", or the model alone when it starts with it
+    const man = String(facts.device.manufacturer), mod = String(facts.device.model);
+    ($('dash') as HTMLAnchorElement).href = `/?device=${encodeURIComponent(mod.toLowerCase().startsWith(man.toLowerCase()) ? mod : `${man} ${mod}`)}`;
     await runPlan(plan, jobs, {
       trace: page.trace,
       log,
