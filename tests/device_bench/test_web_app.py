@@ -317,7 +317,7 @@ def _dashboard_beside_host(chromium, srv, db, bundles) -> None:
 
     with Store(db) as s:
         token = s.create_token("host-ci")[1]
-    host = run_bench(BenchPlan(bundles / "web", runtimes=["onnxruntime", "litert"], warmup=1, rounds=1, runs_per_round=3),
+    host = run_bench(BenchPlan(bundles / "web", runtimes=["onnxruntime"], warmup=1, rounds=1, runs_per_round=3),
                      http_sink(srv.base, token))
     assert host and all(r.status == "ok" for r in host)
     ctx = chromium.new_context(viewport={"width": 1400, "height": 1000})
@@ -325,7 +325,7 @@ def _dashboard_beside_host(chromium, srv, db, bundles) -> None:
         page = ctx.new_page()
         page.goto(srv.base + "/")
         text = page.inner_text("body")
-        for name in ("onnxruntime-web", "litert-js", "onnxruntime", "litert"):
+        for name in ("onnxruntime-web", "litert-js", "onnxruntime · cpu"):
             assert name in text
         assert page.locator("a#pair-link").count() == 1
         page.screenshot(path=str(SHOTS / "dashboard_web_beside_host.png"), full_page=True)
@@ -464,3 +464,27 @@ def test_freenet_bench_runtimes_web(bundles, web_dist, tmp_path):
     bad = subprocess.run([sys.executable, "-c", "from freenet.cli import main; main()", "bench", str(bundles / "web"),
                           "--runtimes", "web:tensorrt:gpu", "--db", db], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown web runtime" in bad.stdout
+
+
+@pytest.mark.slow
+def test_page_going_to_background_aborts_with_invalid_samples_dropped(chromium, served):
+    srv, db = served
+    from device_bench.web_driver import runner_query
+
+    q = runner_query(bundle="web", models=["freenet_tiny", "starnet_s050"], runs=["litert-js:wasm"], precisions=["fp32"],
+                     warmup=0, rounds=50, runs_per_round=3, cooldown_ms=200, pair=_code(db))
+    ctx, page, _ = _open(chromium, srv.base + "/run" + q)[:3]
+    try:
+        page.wait_for_function("() => window.__freenet && window.__freenet.trace.length > 0", timeout=120000)
+        # what a phone does when the user switches apps: the document becomes hidden
+        page.evaluate("""() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+                                 Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});
+                                 document.dispatchEvent(new Event('visibilitychange')); }""")
+        page.wait_for_function("() => window.__freenet.state === 'done'", timeout=120000)
+        state = page.evaluate("window.__freenet")
+        assert len(state["reports"]) == 2
+        for r in state["reports"]:
+            assert r["status"] == "error" and "background" in r["error"] and r["timing"]["samples_ms"] == []
+        assert "background" in page.inner_text("#log")
+    finally:
+        ctx.close()
