@@ -27,7 +27,7 @@ from device_bench.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web_app"
-SHOTS = Path(os.environ.get("FREENET_SHOTS", "/work/shots"))
+SHOTS_ENV = os.environ.get("FREENET_SHOTS")  # keep the screenshots there (else in the test's tmp dir)
 SCHEMA = json.loads((ROOT / "device_bench/schema/report.schema.json").read_text())
 MODELS = ["freenet_tiny", "starnet_s050", "mobilenet_v2"]
 ALL_RUNS = ["onnxruntime-web:webgpu", "onnxruntime-web:wasm", "litert-js:webgpu", "litert-js:wasm"]
@@ -255,8 +255,9 @@ def test_serve_prints_url_and_qr_and_speaks_https(tmp_path):
 
 
 @pytest.mark.slow
-def test_browser_runs_all_runtimes_and_reports_land(chromium, served, bundles):
+def test_browser_runs_all_runtimes_and_reports_land(chromium, served, bundles, tmp_path):
     srv, db = served
+    shots = Path(SHOTS_ENV) if SHOTS_ENV else tmp_path
     ctx, page, state, foreign = _run(chromium, srv, db)
     try:
         assert state["state"] == "done" and state["queued"] == 0, state["messages"]
@@ -283,12 +284,12 @@ def test_browser_runs_all_runtimes_and_reports_land(chromium, served, bundles):
         ort_gpu = [r for r in reports if r["runtime"]["name"] == "onnxruntime-web" and r["runtime"]["accelerator"] == "webgpu"]
         assert all(r["placement"] and r["placement"].get("webgpu", 0) > 0 for r in ort_gpu)
         _check_samples_include_readback(page, state)
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "run_page_after_run.png"), full_page=True)
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "run_page_after_run.png"), full_page=True)
         assert "nothing queued" in page.inner_text("#queue-status")
     finally:
         ctx.close()
-    _dashboard_beside_host(chromium, srv, db, bundles)
+    _dashboard_beside_host(chromium, srv, db, bundles, shots)
 
 
 def _check_samples_include_readback(page, state) -> None:
@@ -312,7 +313,7 @@ def _check_samples_include_readback(page, state) -> None:
     assert litert and all(t["t1"] > t["tDispatched"] for t in litert)
 
 
-def _dashboard_beside_host(chromium, srv, db, bundles) -> None:
+def _dashboard_beside_host(chromium, srv, db, bundles, shots: Path) -> None:
     from device_bench.runner import BenchPlan, http_sink, run_bench
 
     with Store(db) as s:
@@ -328,7 +329,7 @@ def _dashboard_beside_host(chromium, srv, db, bundles) -> None:
         for name in ("onnxruntime-web", "litert-js", "onnxruntime · cpu"):
             assert name in text
         assert page.locator("a#pair-link").count() == 1
-        page.screenshot(path=str(SHOTS / "dashboard_web_beside_host.png"), full_page=True)
+        page.screenshot(path=str(shots / "dashboard_web_beside_host.png"), full_page=True)
     finally:
         ctx.close()
 
