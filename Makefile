@@ -9,7 +9,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 export FREENET_TOOLS ?= $(HOME)/.cache/freenet-deploy
 
-.PHONY: setup venv system tools-compare tools-test compare test test-fast clean
+.PHONY: setup venv system web tools-compare tools-test compare test test-fast clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -33,19 +33,28 @@ tools-test: tools-compare
 	bash scripts/setup_swift.sh
 
 system: tools-test
+
+# The browser runner (web_app/): npm ci from the lockfile, then the type-checked build into
+# web_app/dist, served by `freenet serve` at /run. Skipped while dist is newer than its sources.
+WEB_SRC = $(wildcard web_app/src/*.ts web_app/src/*.json web_app/src/adapters/*.ts) web_app/index.html web_app/app.css \
+          web_app/build.mjs web_app/tsconfig.json web_app/package.json web_app/package-lock.json
+web: web_app/dist/BUILD_INFO.json
+web_app/dist/BUILD_INFO.json: $(WEB_SRC)
+	cd web_app && npm ci --no-audit --no-fund && npm run build
+
 setup:
-	$(MAKE) -j2 venv tools-test
+	$(MAKE) -j2 venv tools-test web
 
 compare:
-	$(MAKE) -j2 venv tools-compare
+	$(MAKE) -j2 venv tools-compare web
 	$(VENV)/bin/freenet compare
 
 test:
-	$(MAKE) -j2 venv tools-test
+	$(MAKE) -j2 venv tools-test web
 	bash scripts/run_tests.sh
 
 test-fast:
-	$(MAKE) -j2 venv tools-test
+	$(MAKE) -j2 venv tools-test web
 	bash scripts/run_tests.sh -m "not slow"
 
 clean:
