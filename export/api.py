@@ -314,7 +314,7 @@ def export_one(pm: PreparedModel, fmt: str, target: str, precision: str, plan: E
     art = Artifact(
         id=art_id, model=pm.name, model_family=pm.family, config_hash=pm.config_hash, weights=pm.weights, model_options=pm.options,
         format=fmt, target=target, precision=precision, status="failed",
-        passes=[PassRecord(name=p.name, rewrites=p.rewrites, before=p.before) for p in pm.passes],
+        passes=[PassRecord(name=p.name, rewrites=p.rewrites, before=p.before, not_matched=p.reason) for p in pm.passes],
         tool_versions=versions, reference=pm.reference, params=pm.params, macs=pm.macs,
     )
     t0 = time.perf_counter()
