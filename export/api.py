@@ -30,6 +30,7 @@ from freenet.freenet import FreeNet
 from freenet.profile import count_macs, count_params
 
 from .backends import FORMATS, all_targets, load_format
+from .console import capture_output
 from .backends.base import BackendResult, ExportRequest, Format, NotRunnableHere, Session
 from .manifest import (
     FP16_MIN_NORMAL,
@@ -308,6 +309,11 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def log_path(bundle: Path, name: str) -> Path:
+    """Where third-party output for one artifact (or one model's preparation) goes."""
+    return bundle / "logs" / f"{_safe(name)}.log"
+
+
 def export_one(pm: PreparedModel, fmt: str, target: str, precision: str, plan: ExportPlan, bundle: Path, bundle_id: str) -> Artifact:
     art_id = f"{pm.name}.{fmt}.{target}.{precision}"
     versions = _tool_versions(fmt)
@@ -319,6 +325,9 @@ def export_one(pm: PreparedModel, fmt: str, target: str, precision: str, plan: E
     )
     t0 = time.perf_counter()
     staging = bundle / ".staging" / uuid.uuid4().hex
+    log = log_path(bundle, art_id)
+    log.unlink(missing_ok=True)
+    art.log_file = str(log.relative_to(bundle))
     try:
         the_format = load_format(fmt)
         staging.mkdir(parents=True)
@@ -339,14 +348,16 @@ def export_one(pm: PreparedModel, fmt: str, target: str, precision: str, plan: E
             model=pm.graph, example_input=pm.example, out_path=staging / f"model{the_format.extension}", target=target,
             precision=precision, metadata=metadata, calibration=pm.images, channels_last_io=plan.channels_last_io,
         )
-        res: BackendResult = the_format.export(req)
+        with capture_output(log):  # the converters' own chatter: the artifact's log, not the console
+            res: BackendResult = the_format.export(req)
         art.inputs = [TensorSpec(**{**s.model_dump(), "mean": pm.mean, "std": pm.std}) for s in res.inputs]
         art.outputs = res.outputs
         art.tool_versions = {**versions, **res.tool_versions}
         art.coverage = res.coverage
         art.notes = list(res.notes)
         art.min_deployment_target = res.min_deployment_target
-        art.parity = _parity(the_format, res.path, pm, target, precision, plan.agreement_images)
+        with capture_output(log):
+            art.parity = _parity(the_format, res.path, pm, target, precision, plan.agreement_images)
         final_dir = bundle / _safe(pm.name)
         final_dir.mkdir(parents=True, exist_ok=True)
         src = _zip_dir(res.path) if res.path.is_dir() else res.path
@@ -402,13 +413,17 @@ def export_bundle(plan: ExportPlan, progress: ProgressFn | None = None) -> Manif
             if progress:
                 progress(f"{m} {fmt}/{target}/{precision}", i, len(jobs))
             if m not in prepared:
+                prep_log = log_path(bundle, f"{m}.prepare")
+                prep_log.unlink(missing_ok=True)
                 try:
-                    prepared[m] = prepare_model(m, plan, bundle)
+                    with capture_output(prep_log):
+                        prepared[m] = prepare_model(m, plan, bundle)
                 except Exception as e:  # noqa: BLE001
                     manifest.artifacts.append(
                         Artifact(id=f"{m}.{fmt}.{target}.{precision}", model=m, model_family=model_info(m).family, config_hash="-",
                                  format=fmt, target=target, precision=precision, status="failed",
-                                 error=f"model preparation failed: {type(e).__name__}: {e}")
+                                 error=f"model preparation failed: {type(e).__name__}: {e}",
+                                 log_file=str(prep_log.relative_to(bundle)))
                     )
                     manifest.dump(bundle / "manifest.json")
                     continue
@@ -446,9 +461,12 @@ def summarize(artifacts: Iterable[Artifact]) -> list[dict]:
             par = f"{a.parity.rel_diff:.1e} inconclusive"
         else:
             par = f"{a.parity.rel_diff:.1e} {'ok' if a.parity.passed else 'FAIL'}"
+        reason = a.error
+        if a.status != "ok" and a.log_file:
+            reason = f"{reason or ''} (log: {a.log_file})".strip()
         rows.append(
             dict(model=a.model, format=a.format, target=a.target, precision=a.precision, status=a.status,
                  size_mb=None if a.size_bytes is None else a.size_bytes / 1e6, parity=par, coverage=cov or None,
-                 seconds=a.export_seconds, reason=a.error)
+                 seconds=a.export_seconds, reason=reason, log=a.log_file)
         )
     return rows

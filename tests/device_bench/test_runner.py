@@ -125,11 +125,11 @@ def test_executorch_worker_uses_the_requested_threads(bundle):
     import subprocess
     import sys
 
-    code = ("import device_bench.host_worker as w, pathlib, json;"
+    code = ("import pathlib, json; from device_bench.runtimes import get_runtime;"
             "from executorch.extension.pybindings import portable_lib as p;"
             "m = json.loads(pathlib.Path(r'%s').read_text());"
             "a = next(a for a in m['artifacts'] if a['target'] == 'executorch-xnnpack');"
-            "w._executorch(pathlib.Path(r'%s') / a['file'], 1, {});"
+            "get_runtime('executorch').open({'path': str(pathlib.Path(r'%s') / a['file']), 'target': a['target'], 'threads': 1});"
             "print(p._threadpool_get_thread_count())") % (bundle / "manifest.json", bundle)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
