@@ -7,7 +7,7 @@ the saved spec that needs no Apple hardware: the op census, every op valid in th
 target's opset (coremltools' own op registry), the value dtypes (fp16 throughout for fp16 artifacts,
 only the I/O casts in fp32) and the I/O names and shapes. The two targets hold the same program;
 they differ only in the compute units the app is told to load it with (recorded in metadata).
-Prediction needs macOS: `run()` predicts there and raises `NotRunnableHere` elsewhere.
+Prediction needs macOS: `FORMAT.open()` loads it there and raises `NotRunnableHere` elsewhere.
 """
 
 from __future__ import annotations

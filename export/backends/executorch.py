@@ -5,7 +5,8 @@ This module owns the ExecuTorch flow of `examples/xnnpack/aot_compiler.py` as a 
 the target's partitioner -> `to_executorch` -> `.pte`, and the evidence of how much of the graph the
 target's delegate took: delegated vs non-delegated compute nodes, the number of delegate subgraphs,
 and the partitioner's own reason for every node it left out. Only XNNPACK programs run here (the pip
-runtime registers no Vulkan or Core ML backend); the others raise `NotRunnableHere` in `run()`.
+runtime registers no Vulkan or Core ML backend); the others raise `NotRunnableHere`
+from `FORMAT.open()`.
 A `.pte` has no metadata slot, so the bundle's sidecar manifest carries the metadata.
 """
 

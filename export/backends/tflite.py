@@ -8,7 +8,8 @@ activations calibrated on `req.calibration`, with float32 graph input/output), `
 embedded in the flatbuffer's `metadata` table, and coverage: the static census against the GPU
 delegate's rules (`export.checks.tflite_census`) and, for the `litert-gpu` target, a real
 GPU-only run on LiteRT's GPU accelerator over SwiftShader (`export.checks.litert_gpu`).
-`run()` uses the LiteRT interpreter (XNNPACK, one thread).
+`FORMAT.open()` gives an interpreter session (XNNPACK) or, with accelerator "gpu", a session on LiteRT's
+GPU accelerator over SwiftShader (the emulated host runtime).
 """
 
 from __future__ import annotations
