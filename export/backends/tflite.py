@@ -58,6 +58,11 @@ def _convert(model, example, channels_last_io: bool) -> bytes:
             out_rank = model(example).ndim
         # NHWC input; a 4-D output (feature maps) is returned NHWC too so no TRANSPOSE remains there.
         model = litert_torch.to_channel_last_io(model, args=[0], outputs=[0] if out_rank == 4 else [])
+        # The wrapper is a new nn.Module (training=True by default) and .eval() would reach the
+        # exported GraphModule, whose eval() raises: set the flag, or litert-torch warns that the
+        # model is "converted in training mode".
+        for m in model.modules():
+            m.training = False
         example = _to_nhwc(example)
     try:
         edge_model = litert_torch.convert(model, (example,))

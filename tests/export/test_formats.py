@@ -114,3 +114,14 @@ def test_converter_output_goes_to_the_artifacts_log(tmp_path, monkeypatch, capfd
     (a,) = export_bundle(plan(tmp_path, on_existing="overwrite")).artifacts
     assert a.status == "failed" and "the converter's last words" in (tmp_path / "bundle" / a.log_file).read_text()
     assert api.summarize([a])[0]["reason"].endswith(f"(log: {a.log_file})")
+
+
+def test_litert_torch_converts_an_eval_model(tmp_path):
+    """litert-torch warned 'converted in training mode' for every artifact: ExportedProgram.module()
+    and the to_channel_last_io wrapper are new modules with training=True (and the exported graph
+    refuses .eval()). The converter's log must show the conversion but no such warning."""
+    (a,) = export_bundle(plan(tmp_path, formats=["tflite"], targets=["litert-cpu"])).artifacts
+    assert a.status == "ok", a.error
+    log = (tmp_path / "bundle" / a.log_file).read_text()
+    assert "LiteRT-Torch Convert" in log  # the converter's own output did land here
+    assert "training mode" not in log
