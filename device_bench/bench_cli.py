@@ -6,10 +6,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-console = Console() if Console().is_terminal else Console(width=160)
+from export.backends import FORMATS
+from export.console import terminal_console
+
+from .runtimes import RUNTIMES, default_runtimes
+
+# Converters and runtimes write to per-artifact logs in the bundle (BUNDLE/logs/); this console
+# stays on the terminal for progress and tables.
+console = terminal_console(width=160)
+_ALL_RUNTIMES, _DEFAULT_RUNTIMES = ",".join(RUNTIMES), ",".join(default_runtimes())
 
 
 def _csv(v: str) -> list[str]:
@@ -22,7 +29,7 @@ def _progress() -> Progress:
 
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory made by `freenet export`.")],
-    runtimes: Annotated[str, typer.Option(help="Comma list: onnxruntime,litert,executorch,pytorch,litert-gpu-emulated; web = the browser runner in this machine's Chromium (all its runtimes), or web:litert-js:webgpu, web:onnxruntime-web:wasm, ...")] = "onnxruntime,litert,executorch,pytorch",
+    runtimes: Annotated[str, typer.Option(help=f"Comma list: {_ALL_RUNTIMES}; web = the browser runner in this machine's Chromium (all its runtimes), or web:litert-js:webgpu, web:onnxruntime-web:wasm, ...")] = _DEFAULT_RUNTIMES,
     models: Annotated[str | None, typer.Option(help="Comma list of models in the bundle (default: all).")] = None,
     precision: Annotated[str, typer.Option(help="Comma list of precisions to measure.")] = "fp32",
     server: Annotated[str | None, typer.Option(help="Aggregator URL; reports are POSTed there with --token.")] = None,
@@ -65,7 +72,7 @@ def bench(
         s = summarize(r.timing.samples_ms)
         table.add_row(r.model.name, f"{r.runtime.name}/{r.runtime.accelerator}" + (" (emulated)" if r.runtime.emulated else ""),
                       r.model.precision, r.status, fmt(s.median), fmt(s.p10), fmt(s.p90), fmt(r.timing.load_ms),
-                      fmt(r.parity.max_abs_diff if r.parity else None) if r.status == "ok" else (r.error or "")[:60])
+                      fmt(r.parity.max_abs_diff if r.parity else None) if r.status == "ok" else (r.error or ""))
     console.print(table)
 
 
@@ -97,9 +104,9 @@ def _bench_web(bundle: Path, models: str | None, precision: str, server: str | N
 
 def compare_cmd(
     models: Annotated[str | None, typer.Option(help="Comma list (default: FreeNet S1-S4, StarNet S1-S4, MobileNetV2, V3-Large, V4-Conv-S).")] = None,
-    formats: Annotated[str, typer.Option(help="Export formats.")] = "onnx,coreml,tflite,executorch",
+    formats: Annotated[str, typer.Option(help="Export formats.")] = ",".join(FORMATS),
     precision: Annotated[str, typer.Option(help="Export precisions (measurements use fp32 on this CPU).")] = "fp32,fp16",
-    runtimes: Annotated[str, typer.Option(help="Host runtimes to measure.")] = "onnxruntime,litert,executorch,pytorch",
+    runtimes: Annotated[str, typer.Option(help=f"Host runtimes to measure ({_ALL_RUNTIMES}).")] = _DEFAULT_RUNTIMES,
     work_dir: Annotated[Path, typer.Option(help="Bundle, database and report live here.")] = Path("freenet-data"),
     db: Annotated[str | None, typer.Option(help="Store URL (default SQLite in WORK_DIR; postgresql+psycopg://... for a team).")] = None,
     rounds: int = 5,

@@ -159,11 +159,11 @@ def test_executorch_worker_uses_the_requested_threads(bundle):
     import subprocess
     import sys
 
-    code = ("import device_bench.host_worker as w, pathlib, json;"
+    code = ("import pathlib, json; from device_bench.runtimes import get_runtime;"
             "from executorch.extension.pybindings import portable_lib as p;"
             "m = json.loads(pathlib.Path(r'%s').read_text());"
             "a = next(a for a in m['artifacts'] if a['target'] == 'executorch-xnnpack');"
-            "w._executorch(pathlib.Path(r'%s') / a['file'], 1, {});"
+            "get_runtime('executorch').open({'path': str(pathlib.Path(r'%s') / a['file']), 'target': a['target'], 'threads': 1});"
             "print(p._threadpool_get_thread_count())") % (bundle / "manifest.json", bundle)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -220,3 +220,63 @@ def test_output_off_the_reference_is_parity_failed_on_every_runtime(bundle, tmp_
     for r in reports:
         store_sink(db)(r)
     assert Store(db).count() == 4
+
+
+def test_runtime_objects_are_the_only_runtime_table():
+    """Every host runtime is one object; the runner and the worker hold no runtime names."""
+    from device_bench import runner
+    from device_bench.runtimes import RUNTIMES, HostRuntime, default_runtimes
+    from export.backends import FORMATS
+
+    assert list(RUNTIMES) == ["onnxruntime", "litert", "executorch", "pytorch", "litert-gpu-emulated"]
+    for name, rt in RUNTIMES.items():
+        assert isinstance(rt, HostRuntime) and rt.name == name and rt.accelerator
+        if rt.format is not None:
+            assert set(rt.accepted_targets()) <= set(FORMATS[rt.format].target_names) and rt.accepted_targets()
+    assert runner.DEFAULT_RUNTIMES == default_runtimes() == ("onnxruntime", "litert", "executorch", "pytorch")
+    assert RUNTIMES["litert-gpu-emulated"].emulated and RUNTIMES["litert-gpu-emulated"].report_name == "litert"
+    assert RUNTIMES["executorch"].accepted_targets() == ("executorch-xnnpack",)  # the only .pte that runs here
+    root = Path(__file__).parents[2] / "device_bench"
+    for module in ("runner.py", "host_worker.py"):
+        text = (root / module).read_text()
+        assert not [n for n in RUNTIMES if f'"{n}"' in text], module
+
+
+def test_a_runtime_that_is_not_a_worker_process_plugs_in(tmp_path):
+    """A browser-style runtime: its own `start()` object answers the worker commands; the runner
+    measures it and builds the report from the object's facts, with no runner change."""
+    from device_bench.runner import Job, measure_jobs
+    from device_bench.runtimes import RUNTIMES, HostRuntime, register
+    from export.manifest import Artifact, Reference, TensorSpec
+
+    class FakePage:
+        def __init__(self, job):
+            self.job, self.error, self.samples, self.load = job, None, [], {}
+
+        def ask(self, cmd):
+            return {"load": {"load_ms": 5.0, "first_inference_ms": 2.0, "runtime_version": "9.9", "placement": {"gpu": 3, "cpu": 0}},
+                    "warmup": {"ok": True}, "run": {"samples_ms": [1.0] * cmd.get("n", 0)},
+                    "parity": {"max_abs_diff": 1e-6, "reference_max_abs": 1.0}}[cmd["cmd"]]
+
+        def close(self):
+            pass
+
+    class BrowserRuntime(HostRuntime):
+        name, report_name, package, accelerator, format, delegate = "test-browser", "onnxruntime-web", "none", "gpu", "onnx", "webgpu"
+        default = False
+
+        def start(self, job, spec, log_file=None):
+            return FakePage(job)
+
+    register(BrowserRuntime())
+    try:
+        art = Artifact(id="m.onnx.onnxruntime-cpu.fp32", model="freenet_tiny", model_family="freenet", config_hash="x", format="onnx",
+                       target="onnxruntime-cpu", precision="fp32", status="ok", file="m.onnx", sha256="a" * 64,
+                       inputs=[TensorSpec(name="input", shape=[1, 3, 64, 64])], outputs=[TensorSpec(name="output", shape=[1, 1000], layout="NC")],
+                       reference=Reference(input_file="i", output_file="o", input_sha256="", output_sha256="", seed=0), macs=1, params=1)
+        plan = BenchPlan(tmp_path, runtimes=["test-browser"], warmup=1, rounds=2, runs_per_round=3)
+        (r,) = measure_jobs([Job("test-browser", art, tmp_path / "m.onnx", {}, tmp_path)], plan, lambda r: None)
+        assert r.status == "ok" and r.runtime.name == "onnxruntime-web" and r.runtime.accelerator == "gpu"
+        assert r.runtime.delegate == "webgpu" and r.placement == {"gpu": 3, "cpu": 0} and len(r.timing.samples_ms) == 6
+    finally:
+        RUNTIMES.pop("test-browser")
