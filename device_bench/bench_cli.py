@@ -113,13 +113,21 @@ def compare_cmd(
     runs: int = 10,
     warmup: int = 10,
     input_size: Annotated[int | None, typer.Option(help="Input side in pixels (default: each model's own, 224); smaller only for quick checks.")] = None,
+    protocol: Annotated[str, typer.Option(help="host: the options above. starnet: StarNet's published protocol (ONNX Runtime CPU, "
+                                          "4 threads capped at the cores; CUDA EP with exhaustive cuDNN search where a CUDA GPU is "
+                                          "present; 50 warm-ups, 500 runs); it sets runtimes, threads, warm-up and runs itself.")] = "host",
 ) -> None:
     """The main job: export the suite to every format, verify, measure here, store, and report."""
     from .compare import SUITE, ComparePlan, run_compare
+    from .protocols import PROTOCOLS
 
+    if protocol not in PROTOCOLS:
+        raise typer.BadParameter(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}", param_hint="--protocol")
     plan = ComparePlan(models=_csv(models) if models else list(SUITE), formats=_csv(formats), precisions=_csv(precision),
                        runtimes=_csv(runtimes), work_dir=work_dir, db_url=db, rounds=rounds, runs_per_round=runs, warmup=warmup,
-                       input_size=input_size)
+                       input_size=input_size, protocol=protocol)
+    if protocol != "host":
+        console.print(f"[bold]protocol:[/] {plan.measurement().describe()}")
     with _progress() as p:
         tasks: dict[str, int] = {}
 

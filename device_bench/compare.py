@@ -29,15 +29,19 @@ from .roofline import ABOVE_CEILING, Ceiling, achieved_gflops, fraction_of_peak,
 from .runner import DEFAULT_RUNTIMES, BenchPlan, run_bench, store_sink
 from .schema import Report
 from .stats import Comparison
+from .protocols import PROTOCOLS, Resolved, resolve
 from .store import Store, device_label
 from .summary import PAIR, Group, ModelRow, summarize_run
 
 SUITE = [
-    "freenet_s1", "freenet_s2", "freenet_s3", "freenet_s4",
+    "freenet_s1", "freenet_s2", "freenet_s2_equimo", "freenet_s3", "freenet_s4",
     "starnet_s1", "starnet_s2", "starnet_s3", "starnet_s4",
     "mobilenet_v2", "mobilenet_v3_large", "mobilenetv4_conv_small",
 ]
 PAPER_CLAIMS = {"desktop GPU": 0.71, "mobile GPU": 0.87}  # FreeNet-S2 / StarNet-S4 latency (1 / speed-up)
+# FreeNet-S2 in each published reading of the abstract (docs/freenet.md): each gets a headline row
+READINGS = {"freenet_s2": "ours (dense mixer)", "freenet_s2_equimo": "Equimo (depthwise mixer)"}
+BUDGET = 0.15  # FreeNet-S2 is meant to be within ±15% of StarNet-S4's parameters and MACs
 LATENCY_PLOT, RATIO_PLOT = "latency_vs_macs.png", "freenet_s2_vs_starnet_s4.png"
 
 
@@ -54,6 +58,14 @@ class ComparePlan:
     warmup: int = 10
     threads: int = 1
     input_size: int | None = None  # None: each model's own (224); smaller only for quick checks
+    # "host" measures with the fields above; another protocol (device_bench/protocols.py) sets the
+    # runtimes, threads, warm-up and runs itself and says what this machine changed about it
+    protocol: str = "host"
+
+    def measurement(self) -> Resolved:
+        if self.protocol == "host":
+            return Resolved(PROTOCOLS["host"], list(self.runtimes), self.threads)
+        return resolve(self.protocol)
 
     @property
     def bundle(self) -> Path:
@@ -74,14 +86,17 @@ def run_compare(plan: ComparePlan, progress: Progress | None = None) -> Path:
         ExportPlan(models=plan.models, formats=plan.formats, precisions=plan.precisions, out_dir=plan.bundle,
                    on_existing="reuse", input_size=plan.input_size),
         _phase(progress, "export"))
+    how = plan.measurement()
+    p = how.protocol if plan.protocol != "host" else None
     reports = run_bench(
-        BenchPlan(plan.bundle, runtimes=plan.runtimes, models=plan.models, precisions=["fp32"], warmup=plan.warmup,
-                  rounds=plan.rounds, runs_per_round=plan.runs_per_round, threads=plan.threads),
+        BenchPlan(plan.bundle, runtimes=how.runtimes, models=plan.models, precisions=["fp32"],
+                  warmup=p.warmup if p else plan.warmup, rounds=p.rounds if p else plan.rounds,
+                  runs_per_round=p.runs_per_round if p else plan.runs_per_round, threads=how.threads, protocol=plan.protocol),
         store_sink(plan.db), _phase(progress, "measure"))
     devices = {device_label(r) for r in reports}
     groups = summarize_run(Store(plan.db), [r.run_id for r in reports], device=devices.pop() if len(devices) == 1 else None)
     out = plan.work_dir / "report"
-    write_report(build_report(groups, reports, manifest, plan, measure_ceiling(plan.threads)), out, reports)
+    write_report(build_report(groups, reports, manifest, plan, measure_ceiling(how.threads), how), out, reports)
     return out
 
 
@@ -128,6 +143,15 @@ class Headline:
     comparison: Comparison
     mac_ratio: float | None
     param_ratio: float | None
+    model: str = PAIR[0]
+    reading: str = READINGS[PAIR[0]]
+
+    @property
+    def in_budget(self) -> bool | None:
+        """Whether this reading's size is within ±15% of StarNet-S4 (so speed is about operators)."""
+        if self.mac_ratio is None or self.param_ratio is None:
+            return None
+        return abs(self.mac_ratio - 1) <= BUDGET and abs(self.param_ratio - 1) <= BUDGET
 
 
 @dataclass
@@ -140,6 +164,7 @@ class CompareReport:
     headline: list[Headline]
     tables: list[RuntimeTable]
     exports: list[dict]
+    measurement: Resolved | None = None  # the protocol every number of this report followed
     claims: dict[str, float] = field(default_factory=lambda: dict(PAPER_CLAIMS))
     pair: tuple[str, str] = PAIR
     above_ceiling_reason: str = ABOVE_CEILING
@@ -187,7 +212,7 @@ def _why(report: Report | None, limit: int = 300) -> str | None:
 
 
 def build_report(groups: list[Group], reports: list[Report], manifest: Manifest, plan: ComparePlan,
-                 ceiling: Ceiling | None) -> CompareReport:
+                 ceiling: Ceiling | None, measurement: Resolved | None = None) -> CompareReport:
     """Arrange the summary tables for the templates; statistics and ratios come from `groups` as is."""
     by_id = {str(r.run_id): r for r in reports}
     arts: dict[str, list[Artifact]] = defaultdict(list)
@@ -195,8 +220,8 @@ def build_report(groups: list[Group], reports: list[Report], manifest: Manifest,
         arts[a.model].append(a)
     sized = {a.model: a for a in manifest.artifacts if a.macs}
 
-    def ratio(attr: str) -> float | None:
-        a, b = (getattr(sized[m], attr) if m in sized else None for m in PAIR)
+    def ratio(model: str, attr: str) -> float | None:
+        a, b = (getattr(sized[m], attr) if m in sized else None for m in (model, PAIR[1]))
         return a / b if a and b else None
 
     tables, head = [], []
@@ -215,12 +240,14 @@ def build_report(groups: list[Group], reports: list[Report], manifest: Manifest,
         versions = sorted({by_id[i].runtime.version for r in g.rows for i in r.run_ids + r.error_run_ids if i in by_id})
         label = f"{g.runtime} {'/'.join(versions)} · {g.accelerator}" + (" (emulated)" if g.emulated else "")
         tables.append(RuntimeTable(label, g, lines))
-        if g.pair is not None:
-            head.append(Headline(label, g.pair, ratio("macs"), ratio("params")))
+        for row in g.rows:  # one headline row per reading of FreeNet-S2, each against StarNet-S4
+            c = row.ratios.get(PAIR[1]) if row.model in READINGS and row.comparable else None
+            if c is not None:
+                head.append(Headline(label, c, ratio(row.model, "macs"), ratio(row.model, "params"), row.model, READINGS[row.model]))
     return CompareReport(
         generated=datetime.now(timezone.utc), bundle_id=manifest.bundle_id,
         device=groups[0].device if groups else "—", plan=plan, ceiling=ceiling, headline=head, tables=tables,
-        exports=export_rows(manifest.artifacts),
+        exports=export_rows(manifest.artifacts), measurement=measurement or plan.measurement(),
     )
 
 
@@ -271,11 +298,12 @@ def _ratio_plot(head: list[Headline], path: Path) -> None:
     vals = [h.comparison.ratio for h in head]
     lows = [h.comparison.ratio - (h.comparison.low if h.comparison.low is not None else h.comparison.ratio) for h in head]
     highs = [(h.comparison.high if h.comparison.high is not None else h.comparison.ratio) - h.comparison.ratio for h in head]
-    ax.barh([h.runtime for h in head], vals, xerr=[lows, highs], color="tab:red", alpha=0.7, capsize=4,
-            label="measured here (95% interval)")
+    colours = {m: c for m, c in zip(READINGS, ("tab:red", "tab:orange"))}
+    ax.barh([f"{h.runtime}\n{h.reading}" for h in head], vals, xerr=[lows, highs], color=[colours[h.model] for h in head],
+            alpha=0.7, capsize=4, label="measured here (95% interval)")
     for i, (name, v) in enumerate(PAPER_CLAIMS.items()):
         ax.axvline(v, linestyle="--", color=f"C{i + 2}", label=f"paper: {name} {v}")
     ax.axvline(1.0, color="black", linewidth=0.8)
-    ax.set_xlabel("FreeNet-S2 / StarNet-S4 latency (<1: FreeNet faster)")
+    ax.set_xlabel("FreeNet-S2 (each reading) / StarNet-S4 latency (<1: FreeNet faster)")
     ax.legend(fontsize=8, loc="lower right")
     fig.savefig(path, dpi=110)

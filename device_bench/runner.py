@@ -44,6 +44,7 @@ class BenchPlan:
     threads: int = 1
     seed: int = 0
     checkpoint: Path | None = None  # eager PyTorch of a bundle exported from a checkpoint needs the file
+    protocol: str | None = None  # the measurement protocol (device_bench/protocols.py), noted in every report
 
     def validate(self) -> None:
         bad = [r for r in self.runtimes if r not in HOST_RUNTIMES]
@@ -181,7 +182,8 @@ def _report(w, plan: BenchPlan, device: dict, started: datetime, thermal: tuple,
         "error": None if status == "ok" else (w.error or "no samples were measured") if status == "error" else
                  f"output differs from the bundle's reference by {par.rel_diff:.2e} (relative), above the tolerance {par.tolerance:.0e}",
         "notes": {"target": a.target, "passes": ",".join(p.name for p in a.passes) or "none", **({"label": w.job.label} if w.job.label else {}),
-                  "rounds": str(plan.rounds), "runs_per_round": str(plan.runs_per_round)},
+                  "rounds": str(plan.rounds), "runs_per_round": str(plan.runs_per_round),
+                  **({"protocol": plan.protocol} if plan.protocol else {})},
     })
 
 

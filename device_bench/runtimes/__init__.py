@@ -12,6 +12,7 @@ from .executorch import RUNTIME as _EXECUTORCH
 from .litert import RUNTIME as _LITERT
 from .litert_gpu_emulated import RUNTIME as _LITERT_GPU_EMULATED
 from .onnxruntime import RUNTIME as _ONNXRUNTIME
+from .onnxruntime_cuda import RUNTIME as _ONNXRUNTIME_CUDA
 from .pytorch import RUNTIME as _PYTORCH
 
 RUNTIMES: dict[str, HostRuntime] = {}
@@ -24,7 +25,7 @@ def register(runtime: HostRuntime) -> HostRuntime:
     return runtime
 
 
-for _rt in (_ONNXRUNTIME, _LITERT, _EXECUTORCH, _PYTORCH, _LITERT_GPU_EMULATED):
+for _rt in (_ONNXRUNTIME, _LITERT, _EXECUTORCH, _PYTORCH, _LITERT_GPU_EMULATED, _ONNXRUNTIME_CUDA):
     register(_rt)
 
 

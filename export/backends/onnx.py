@@ -260,19 +260,38 @@ def export(req: ExportRequest) -> BackendResult:
     )
 
 
-class OnnxSession(Session):
-    """onnxruntime's CPU EP, graph optimisations on, `threads` intra-op threads and one inter-op."""
+# StarNet's GPU protocol (imagenet/benchmark_onnx.py): the CUDA EP with exhaustive cuDNN algorithm
+# search; the CPU EP stays behind it for any node the CUDA EP does not take.
+CUDA_PROVIDER = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "EXHAUSTIVE"})
 
-    def __init__(self, path: Path, threads: int) -> None:
+
+class OnnxSession(Session):
+    """onnxruntime, graph optimisations on, `threads` intra-op threads and one inter-op; the CPU EP,
+    or the CUDA EP (`accelerator="cuda"`) where this onnxruntime build and machine have one.
+    `run` returns host memory, so a CUDA sample includes the device's completion and copy-back."""
+
+    def __init__(self, path: Path, threads: int, accelerator: str = "cpu") -> None:
         import onnxruntime as ort
 
-        if "CPUExecutionProvider" not in ort.get_available_providers():
-            raise NotRunnableHere("this onnxruntime build has no CPUExecutionProvider")
+        available = ort.get_available_providers()
+        if accelerator == "cuda":
+            if "CUDAExecutionProvider" not in available:
+                raise NotRunnableHere("this onnxruntime build has no CUDAExecutionProvider: install onnxruntime-gpu "
+                                      f"on a machine with a CUDA GPU (available here: {', '.join(available)})")
+            providers: list = [CUDA_PROVIDER, "CPUExecutionProvider"]
+        elif accelerator == "cpu":
+            if "CPUExecutionProvider" not in available:
+                raise NotRunnableHere("this onnxruntime build has no CPUExecutionProvider")
+            providers = ["CPUExecutionProvider"]
+        else:
+            raise ValueError(f"onnxruntime sessions run on 'cpu' or 'cuda', not {accelerator!r}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        if accelerator == "cuda" and self._session.get_providers()[0] != "CUDAExecutionProvider":
+            raise NotRunnableHere(f"onnxruntime fell back to {self._session.get_providers()} (the CUDA EP did not initialise)")
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
             raise ValueError(f"{path} has {len(inputs)} inputs; a session feeds exactly one image tensor")
@@ -296,6 +315,7 @@ class OnnxFormat(Format):
     default_targets = ("onnxruntime-nnapi",)
     requires = {"onnx": "onnx==1.23.2", "onnxruntime": "onnxruntime==1.32.0", "onnxscript": "onnxscript==0.7.2"}
     tool_packages = ("torch", "onnx", "onnxruntime", "onnxscript")
+    accelerators = ("cpu", "cuda")
 
     def export(self, req: ExportRequest) -> BackendResult:
         return export(req)
@@ -305,7 +325,7 @@ class OnnxFormat(Format):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no such .onnx file: {path}")
-        return OnnxSession(path, threads)
+        return OnnxSession(path, threads, accelerator or "cpu")
 
 
 FORMAT = OnnxFormat()

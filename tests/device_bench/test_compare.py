@@ -6,6 +6,7 @@ measured ceiling, and plots with a family legend."""
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -76,7 +77,8 @@ def test_tables_come_from_the_summary_of_this_run_only(stored):
     assert report.headline[0].mac_ratio == pytest.approx(0.5) and report.headline[0].param_ratio == pytest.approx(0.8)
     head = md.split("## Every model")[0]
     row = next(line for line in head.splitlines() if line.startswith("| onnxruntime"))
-    assert "| 0.50× [0.49–0.51] | faster | 0.5 | 0.8 |" in row and "0.71 (desktop GPU) / 0.87 (mobile GPU)" in row
+    assert "| ours (dense mixer) | 0.50× [0.49–0.51] | faster | 0.5 (outside ±15%: not a like-for-like size) | 0.8 |" in row
+    assert "0.71 (desktop GPU) / 0.87 (mobile GPU)" in row
     # 500 MMACs in 10.05 ms = 99.5 GFLOP/s, of a 100 GFLOP/s ceiling
     s2_line = next(line for line in md.splitlines() if line.startswith("| [freenet_s2]"))
     assert "| 99.5 |" in s2_line and "| 0.995 |" in s2_line
@@ -163,3 +165,82 @@ def test_summarize_run_refuses_a_run_the_store_does_not_have(stored):
     with pytest.raises(RuntimeError, match="6 of this run's 6 reports"):
         summarize_run(store, [r.run_id for r in reports], device="another phone")
     assert len(summarize_run(store, [r.run_id for r in reports], device=device_label(reports[0]))) == 2
+
+
+def test_headline_has_a_row_per_reading_with_its_size_and_budget(tmp_path, make_report):
+    """FreeNet-S2 in our reading and in Equimo's, each against StarNet-S4; the Equimo reading is
+    much smaller and the report says it is outside the ±15% budget."""
+    def rep(i, name, family, samples):
+        doc = make_report(i, model=name, samples=samples)
+        doc["model"]["family"] = family
+        return Report.model_validate(doc)
+
+    reports = [rep(1, "freenet_s2", "freenet", SLOW), rep(2, "freenet_s2_equimo", "freenet", FAST), rep(3, "starnet_s4", "starnet", SLOW)]
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    for r in reports:
+        store.add_report(r)
+    manifest = Manifest(bundle_id="b2", artifacts=[_artifact("freenet_s2", "freenet", 993_000_000, 7_800_000),
+                                                  _artifact("freenet_s2_equimo", "freenet", 854_000_000, 6_900_000),
+                                                  _artifact("starnet_s4", "starnet", 1_050_000_000, 7_480_000)])
+    report = build_report(summarize_run(store, [r.run_id for r in reports]), reports, manifest, ComparePlan(work_dir=tmp_path), None)
+    write_report(report, tmp_path / "out")
+    by = {h.model: h for h in report.headline}
+    assert set(by) == {"freenet_s2", "freenet_s2_equimo"}
+    assert by["freenet_s2"].comparison.ratio == pytest.approx(1.0, abs=0.02) and by["freenet_s2"].in_budget is True
+    assert by["freenet_s2_equimo"].comparison.ratio == pytest.approx(0.5, abs=0.02)
+    assert by["freenet_s2_equimo"].mac_ratio == pytest.approx(854 / 1050) and by["freenet_s2_equimo"].in_budget is False
+    md = (tmp_path / "out" / "report.md").read_text()
+    equimo = next(line for line in md.splitlines() if "| Equimo (depthwise mixer) |" in line)
+    assert "0.50×" in equimo and "outside ±15%" in equimo
+    ours = next(line for line in md.splitlines() if "| ours (dense mixer) |" in line)
+    assert "outside" not in ours
+
+
+def test_starnet_protocol_on_this_machine_says_what_it_changed():
+    from device_bench.protocols import resolve
+
+    here = resolve("starnet", cores=2, cuda=False)
+    assert here.runtimes == ["onnxruntime"] and here.threads == 2
+    text = here.describe()
+    assert "4 threads asked, 2 used: this machine has 2 core(s)" in text and "CUDA EP not measured" in text
+    assert "50 warm-ups, 500 timed runs" in text and "permute + Linear" in text
+    gpu = resolve("starnet", cores=16, cuda=True)
+    assert gpu.runtimes == ["onnxruntime", "onnxruntime-cuda"] and gpu.threads == 4
+    assert not any("threads asked" in n or "not measured" in n for n in gpu.notes)
+    with pytest.raises(ValueError, match="valid"):
+        resolve("mobileone")
+
+
+def test_cuda_session_and_runtime_refuse_without_a_cuda_gpu(tmp_path):
+    import onnxruntime as ort
+
+    from device_bench.runtimes import get_runtime
+    from export.backends import get_format
+    from export.backends.base import NotRunnableHere
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has a CUDA EP: the refusal path cannot be exercised here")
+    f = tmp_path / "m.onnx"
+    f.write_bytes(b"never loaded")
+    with pytest.raises(NotRunnableHere, match="onnxruntime-gpu"):
+        get_format("onnx").open(f, "onnxruntime-cpu", 1, "cuda")
+    with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+        get_runtime("onnxruntime-cuda").check_available()
+
+
+@pytest.mark.slow
+def test_compare_under_the_starnet_protocol_labels_every_number(tmp_path):
+    from device_bench.compare import run_compare
+
+    plan = ComparePlan(models=["freenet_tiny", "starnet_s050"], formats=["onnx"], precisions=["fp32"], work_dir=tmp_path,
+                       input_size=64, protocol="starnet")
+    out = run_compare(plan)
+    reports = [Report.model_validate(r) for r in json.loads((out / "reports.json").read_text())]
+    how = plan.measurement()
+    assert {r.runtime.name for r in reports} == {"onnxruntime"} and len(reports) == 2
+    for r in reports:
+        assert r.status == "ok" and len(r.timing.samples_ms) == 500 and r.timing.warmup_runs == 50
+        assert r.notes["protocol"] == "starnet" and r.runtime.threads == how.threads == min(4, len(os.sched_getaffinity(0)))
+    md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert f"**Protocol of every number below:** {how.describe()}." in md
+    assert "StarNet's protocol" in html and "500 timed runs" in html

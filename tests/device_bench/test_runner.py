@@ -228,7 +228,8 @@ def test_runtime_objects_are_the_only_runtime_table():
     from device_bench.runtimes import RUNTIMES, HostRuntime, default_runtimes
     from export.backends import FORMATS
 
-    assert list(RUNTIMES) == ["onnxruntime", "litert", "executorch", "pytorch", "litert-gpu-emulated"]
+    assert list(RUNTIMES) == ["onnxruntime", "litert", "executorch", "pytorch", "litert-gpu-emulated", "onnxruntime-cuda"]
+    assert not RUNTIMES["onnxruntime-cuda"].default and RUNTIMES["onnxruntime-cuda"].report_name == "onnxruntime"
     for name, rt in RUNTIMES.items():
         assert isinstance(rt, HostRuntime) and rt.name == name and rt.accelerator
         if rt.format is not None:
