@@ -96,6 +96,15 @@ def summarize(samples: Sequence[float] | np.ndarray) -> Summary:
     )
 
 
+def center(samples: Sequence[float] | np.ndarray) -> tuple[int, float | None, float | None]:
+    """(n, median, mean) of raw samples: the very numbers `summarize` gives for them, without the
+    rest (the store keeps them per report, computed at ingest)."""
+    x = _clean(samples)
+    if x.size == 0:
+        return 0, None, None
+    return int(x.size), float(np.percentile(x, [10, 25, 50, 75, 90, 99])[2]), float(x.mean())
+
+
 ORDER_STAT_MIN_N = 200
 
 

@@ -10,9 +10,11 @@ revoked. `Store` is the small Python API used by the server and, embedded, by th
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -30,24 +33,30 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Column,
     Text,
+    bindparam,
     create_engine,
     event,
     func,
     select,
+    true,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from device_bench.schema import Report, parse_report
-from device_bench.stats import summarize
+from device_bench.stats import center
 
 DEFAULT_DB_DIR = Path("freenet-data")
 TOKEN_PREFIX = "fnt_"
+MAX_PAGE = 1000  # rows per page of a listing
+SAMPLES_DTYPE = np.dtype("<f8")
 
 metadata = MetaData()
 
@@ -94,11 +103,34 @@ reports = Table(
     Column("mean_ms", Float, nullable=True),
     Column("macs", BigInteger, nullable=True),
     Column("token_id", String(16), ForeignKey("tokens.id"), nullable=True),
-    # Raw samples on their own so statistics never parse the whole report.
-    Column("samples_json", Text, nullable=False),
     Column("report_json", Text, nullable=False),
+    # The report's summary partition (see report_groups) and its raw samples as little-endian
+    # float64 bytes: a summary reads only the latest runs of each group and parses no JSON.
+    Column("group_id", Integer, ForeignKey("report_groups.id", name="fk_reports_group_id"), nullable=False),
+    Column("samples", LargeBinary, nullable=False),
     Index("ix_reports_group", "device", "runtime", "accelerator", "model"),
     Index("ix_reports_created", "created_at", "id"),  # newest-first listing without a sort
+    Index("ix_reports_window", "group_id", "created_at", "id"),  # a group's latest runs
+)
+
+# One row per summary partition: the columns `group_samples` windows over. Rows are only ever
+# added; n_reports is incremented in the same transaction as the reports it counts (and only for
+# rows actually inserted), so it always equals COUNT(*) of the group's reports, across duplicate
+# ingest and crashes (tests/device_bench/test_consistency.py recomputes it).
+GROUP_KEYS = ("device", "runtime", "accelerator", "model", "precision", "emulated", "status")
+report_groups = Table(
+    "report_groups",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("device", String(401), nullable=False),
+    Column("runtime", String(32), nullable=False),
+    Column("accelerator", String(64), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("precision", String(8), nullable=False),
+    Column("emulated", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("n_reports", BigInteger, nullable=False),
 )
 
 FAMILIES = (("freenet_", "FreeNet"), ("starnet_", "StarNet"), ("mobilenet", "MobileNet"))
@@ -184,8 +216,18 @@ def _utc(t: datetime) -> datetime:
 _ROW_COLUMNS = [reports.c[name] for name in ReportRow.__dataclass_fields__]
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of a newest-first listing; pass `next_cursor` back as `cursor` for the next
+    (older) page. None: this is the last page."""
+
+    rows: list[ReportRow]
+    next_cursor: str | None
+
+
 def _row(r: Any) -> ReportRow:
     d = dict(r._mapping)
+    d.pop("id", None)
     d["created_at"], d["received_at"] = _utc(d["created_at"]), _utc(d["received_at"])
     return ReportRow(**d)
 
@@ -198,7 +240,8 @@ class Store:
     Thread-safe: the server calls it from many worker threads.
     """
 
-    def __init__(self, url: str | None = None, *, pool_size: int = 10, max_overflow: int = 30):
+    def __init__(self, url: str | None = None, *, pool_size: int = 10, max_overflow: int = 30,
+                 migrate: bool | None = None):
         self.url = url or default_db_url()
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
@@ -218,7 +261,13 @@ class Store:
             self.engine = create_engine(
                 self.url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
             )
-        metadata.create_all(self.engine)
+        from device_bench import migrations
+
+        # migrate=None: the embedded SQLite file upgrades itself; a PostgreSQL database is created
+        # when empty but an existing one is upgraded only by the operator (`freenet db upgrade`).
+        migrations.ensure_schema(self.engine, auto_upgrade=self.dialect == "sqlite" if migrate is None else migrate)
+        # key_hash -> report_groups.id of committed groups (rows are never deleted or changed).
+        self._group_ids: dict[str, int] = {}
 
     def close(self) -> None:
         self.engine.dispose()
@@ -240,18 +289,11 @@ class Store:
 
     def add_report(self, report: Report | dict[str, Any] | str | bytes, *, token_id: str | None = None) -> bool:
         """Store one report; True when new, False when its run_id was already stored."""
-        # RETURNING tells reliably whether a row was inserted (rowcount is driver-dependent).
-        stmt = self._insert().values(**_values(parse_report(report), token_id)).returning(reports.c.id)
-        with self._write() as conn:
-            return conn.execute(stmt).first() is not None
+        return self.add_batch([parse_report(report)], token_id=token_id)[0]
 
     def add_reports(self, batch: list[Report | dict[str, Any]], *, token_id: str | None = None) -> int:
         """Store many reports in one transaction (bulk import); returns how many were new."""
-        rows = [_values(parse_report(r), token_id) for r in batch]
-        if not rows:
-            return 0
-        with self._write() as conn:
-            return len(conn.execute(self._insert().returning(reports.c.id), rows).all())
+        return sum(self.add_batch([parse_report(r) for r in batch], token_id=token_id))
 
     def add_batch(self, batch: list[Report], *, token_id: str | None = None) -> list[bool]:
         """Store validated reports in one transaction; per item, True when new, False when its
@@ -260,13 +302,42 @@ class Store:
         if not rows:
             return []
         with self._write() as conn:
-            inserted = {r[0] for r in conn.execute(self._insert().returning(reports.c.run_id), rows).all()}
+            inserted, new_groups = self._insert_rows(conn, rows)
+        self._group_ids.update(new_groups)  # only once committed
         out, seen = [], set()
         for row in rows:
             rid = row["run_id"]
             out.append(rid in inserted and rid not in seen)
             seen.add(rid)
         return out
+
+    def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> tuple[set[str], dict[str, int]]:
+        """Insert report rows and count them in their groups, inside the caller's transaction.
+
+        The group counters move only by the rows RETURNING says were inserted, in the same
+        transaction: a duplicate adds nothing and a crash before COMMIT loses both together."""
+        hashes = [group_key_hash(r) for r in rows]
+        new: dict[str, int] = {}
+        missing = sorted({h for h in hashes if h not in self._group_ids})
+        if missing:
+            first = dict(zip(hashes, rows))
+            dialect_insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+            conn.execute(dialect_insert(report_groups).on_conflict_do_nothing(index_elements=["key_hash"]),
+                         [{"key_hash": h, "n_reports": 0, **{k: first[h][k] for k in GROUP_KEYS}} for h in missing])
+            new = dict(conn.execute(select(report_groups.c.key_hash, report_groups.c.id)
+                                    .where(report_groups.c.key_hash.in_(missing))).all())
+        for row, h in zip(rows, hashes):
+            row["group_id"] = new[h] if h in new else self._group_ids[h]
+        inserted = conn.execute(self._insert().returning(reports.c.run_id, reports.c.group_id), rows).all()
+        counts = Counter(g for _, g in inserted)
+        if counts:
+            # Sorted: concurrent PostgreSQL transactions lock group rows in one order (no deadlock).
+            conn.execute(
+                report_groups.update().where(report_groups.c.id == bindparam("gid"))
+                .values(n_reports=report_groups.c.n_reports + bindparam("k")),
+                [{"gid": g, "k": k} for g, k in sorted(counts.items())],
+            )
+        return {rid for rid, _ in inserted}, new
 
     def _insert(self):
         insert = (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(reports)
@@ -278,7 +349,15 @@ class Store:
         return None if text is None else Report.model_validate_json(text)
 
     def count(self, **filters: Any) -> int:
-        stmt = _filtered(select(func.count()).select_from(reports), filters)
+        """How many reports match; filters on group columns read report_groups.n_reports
+        (no scan of the reports table)."""
+        active = _active(filters)
+        if set(active) <= set(GROUP_KEYS):
+            stmt = select(func.coalesce(func.sum(report_groups.c.n_reports), 0))
+            for name, value in active.items():
+                stmt = stmt.where(report_groups.c[name] == value)
+        else:
+            stmt = _filtered(select(func.count()).select_from(reports), active)
         with self.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
@@ -287,6 +366,7 @@ class Store:
         *,
         limit: int = 100,
         offset: int = 0,
+        cursor: str | None = None,
         model: str | None = None,
         device: str | None = None,
         runtime: str | None = None,
@@ -295,37 +375,71 @@ class Store:
         status: str | None = None,
         emulated: bool | None = None,
     ) -> list[ReportRow]:
-        """Stored reports, newest first, filtered by exact column values."""
-        if not 1 <= limit <= 10_000:
-            raise ValueError(f"limit must be in 1..10000, got {limit}")
-        filters = dict(model=model, device=device, runtime=runtime, accelerator=accelerator,
-                       platform=platform, status=status, emulated=emulated)
-        stmt = _filtered(select(*_ROW_COLUMNS), filters)
-        stmt = stmt.order_by(reports.c.created_at.desc(), reports.c.id.desc()).limit(limit).offset(offset)
+        """Stored reports, newest first, filtered by exact column values (see `page`)."""
+        return self.page(limit=limit, offset=offset, cursor=cursor, model=model, device=device, runtime=runtime,
+                         accelerator=accelerator, platform=platform, status=status, emulated=emulated).rows
+
+    def page(self, *, limit: int = 100, cursor: str | None = None, offset: int = 0, **filters: Any) -> Page:
+        """One page of stored reports, newest first: `limit` rows after `cursor` (the previous
+        page's `next_cursor`, an opaque position on (created_at, id)). Cost depends on the page,
+        not on how deep it is; `offset` is kept for old callers and costs what it skips."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be in 1..{MAX_PAGE}, got {limit}")
+        stmt = _filtered(select(*_ROW_COLUMNS, reports.c.id), _active(filters))
+        if cursor is not None:
+            created, rid = _decode_cursor(cursor)
+            stmt = stmt.where(tuple_(reports.c.created_at, reports.c.id) < tuple_(created, rid))
+        stmt = stmt.order_by(reports.c.created_at.desc(), reports.c.id.desc()).limit(limit + 1).offset(offset)
         with self.engine.connect() as conn:
-            return [_row(r) for r in conn.execute(stmt)]
+            got = conn.execute(stmt).all()
+        rows = [_row(r) for r in got[:limit]]
+        more = len(got) > limit
+        return Page(rows, _encode_cursor(rows[-1].created_at, got[limit - 1].id) if more else None)
 
     def distinct(self, column: str) -> list[str]:
-        col = reports.c[column]
+        table = report_groups if column in GROUP_KEYS else reports
+        col = table.c[column]
         with self.engine.connect() as conn:
             return [v for (v,) in conn.execute(select(col).distinct().order_by(col))]
 
     def group_samples(self, *, max_runs: int = 50, **filters: Any) -> list[dict[str, Any]]:
         """The latest `max_runs` reports of every (device, runtime, accelerator, model, precision,
-        emulated, status) group, with their raw samples: the input of `device_bench.summary`."""
-        keys = [reports.c.device, reports.c.runtime, reports.c.accelerator, reports.c.model,
-                reports.c.precision, reports.c.emulated, reports.c.status]
-        rn = func.row_number().over(partition_by=keys, order_by=(reports.c.created_at.desc(), reports.c.id.desc()))
-        inner = _filtered(
-            select(*keys, reports.c.run_id, reports.c.family, reports.c.samples_kind, reports.c.mean_ms,
-                   reports.c.macs, reports.c.created_at, reports.c.samples_json, rn.label("rn")),
-            filters,
-        ).subquery()
-        stmt = select(inner).where(inner.c.rn <= max_runs)
+        emulated, status) group, with their raw samples (float64 arrays): the input of
+        `device_bench.summary`.
+
+        Filters on group columns read only each group's window through the index
+        (group_id, created_at, id), so the cost does not grow with older reports; other filters
+        fall back to a window function over the matching reports."""
+        if max_runs < 1:
+            raise ValueError(f"max_runs must be >= 1, got {max_runs}")
+        active = _active(filters)
+        cols = [reports.c.run_id, reports.c.family, reports.c.samples_kind, reports.c.mean_ms,
+                reports.c.macs, reports.c.created_at, reports.c.samples]
+        newest = (reports.c.created_at.desc(), reports.c.id.desc())
+        gkeys = [report_groups.c[k] for k in GROUP_KEYS]
         with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(stmt)]
+            if not set(active) <= set(GROUP_KEYS):
+                rn = func.row_number().over(partition_by=reports.c.group_id, order_by=newest)
+                inner = _filtered(select(*(reports.c[k] for k in GROUP_KEYS), *cols, rn.label("rn")), active).subquery()
+                rows = [dict(r._mapping) for r in conn.execute(select(inner).where(inner.c.rn <= max_runs))]
+            else:
+                gstmt = select(report_groups.c.id, *gkeys)
+                for name, value in active.items():
+                    gstmt = gstmt.where(report_groups.c[name] == value)
+                if self.dialect == "postgresql":
+                    g = gstmt.subquery()
+                    win = select(*cols).where(reports.c.group_id == g.c.id).order_by(*newest).limit(max_runs).lateral()
+                    stmt = select(*(g.c[k] for k in GROUP_KEYS), win).select_from(g.join(win, true()))
+                    rows = [dict(r._mapping) for r in conn.execute(stmt)]
+                else:
+                    # SQLite has no LATERAL: one indexed range read per group on one connection.
+                    win = select(*cols).where(reports.c.group_id == bindparam("gid")).order_by(*newest).limit(max_runs)
+                    rows = []
+                    for g in conn.execute(gstmt).all():
+                        key = dict(zip(GROUP_KEYS, g[1:]))
+                        rows.extend({**key, **r._mapping} for r in conn.execute(win, {"gid": g[0]}))
         for r in rows:
-            r["samples"] = json.loads(r.pop("samples_json"))
+            r["samples"] = np.frombuffer(r["samples"], dtype=SAMPLES_DTYPE)
             r["created_at"] = _utc(r["created_at"])
         return rows
 
@@ -388,10 +502,22 @@ class Store:
         return self._info(r)
 
 
+def group_key_hash(row: dict[str, Any]) -> str:
+    """report_groups.key_hash of a report row: sha256 of its GROUP_KEYS values as JSON (the
+    migration 0003 backfill computes the same; a test checks it)."""
+    d, rt, acc, model, precision, emulated, status = (row[k] for k in GROUP_KEYS)
+    return hashlib.sha256(json.dumps([d, rt, acc, model, precision, bool(emulated), status]).encode()).hexdigest()
+
+
+def samples_blob(samples: Any) -> bytes:
+    """Raw samples as stored: little-endian float64 bytes, exactly the report's floats."""
+    return np.asarray(samples, dtype=SAMPLES_DTYPE).tobytes()
+
+
 def _values(report: Report, token_id: str | None) -> dict[str, Any]:
     """The row of one report: indexed columns, raw samples and the whole report JSON."""
-    samples = list(report.timing.samples_ms)
-    stats = summarize(samples)
+    samples = report.timing.samples_ms
+    n, median, mean = center(samples)
     agg = report.timing.aggregate
     return {
         "run_id": str(report.run_id),
@@ -410,15 +536,37 @@ def _values(report: Report, token_id: str | None) -> dict[str, Any]:
         "format": report.model.format,
         "status": report.status,
         "samples_kind": report.timing.samples_kind,
-        "n_samples": stats.n,
+        "n_samples": n,
         # Aggregate-only reports carry the tool's numbers; never a 0 for "unknown".
-        "median_ms": stats.median if stats.n else (agg.median_ms if agg else None),
-        "mean_ms": stats.mean if stats.n else (agg.mean_ms if agg else None),
+        "median_ms": median if n else (agg.median_ms if agg else None),
+        "mean_ms": mean if n else (agg.mean_ms if agg else None),
         "macs": report.model.macs,
         "token_id": token_id,
-        "samples_json": json.dumps(samples),
         "report_json": report.model_dump_json(),
+        "samples": samples_blob(samples),
     }
+
+
+def _active(filters: dict[str, Any]) -> dict[str, Any]:
+    for name in filters:
+        if name not in reports.c:
+            raise ValueError(f"unknown filter {name!r}")
+    return {k: v for k, v in filters.items() if v is not None}
+
+
+def _encode_cursor(created_at: datetime, rid: int) -> str:
+    return base64.urlsafe_b64encode(f"{_iso(created_at)}|{rid}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        text_ = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, rid = text_.partition("|")
+        created = datetime.fromisoformat(when.replace("Z", "+00:00")).astimezone(timezone.utc)
+        # SQLite stores naive UTC text; compare like with like.
+        return created, int(rid)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"invalid cursor {cursor[:40]!r}: pass back a next_cursor this server returned") from exc
 
 
 def _filtered(stmt, filters: dict[str, Any]):

@@ -11,8 +11,11 @@ endpoint and the dashboard both render these objects.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from device_bench.stats import Comparison, Summary, compare, summarize
 
@@ -35,7 +38,7 @@ class ModelRow:
     macs: int | None
     run_ids: list[str]
     error_run_ids: list[str]
-    samples: list[float] = field(repr=False, default_factory=list)
+    samples: Sequence[float] = field(repr=False, default_factory=list)  # pooled raw samples (a float64 array)
     ratios: dict[str, Comparison | None] = field(default_factory=dict)
 
     @property
@@ -94,7 +97,8 @@ def summarize_groups(
         ok = [r for r in items if r["status"] == "ok"]
         raw = [r for r in ok if r["samples_kind"] == "raw"]
         agg = [r for r in ok if r["samples_kind"] == "aggregate"]
-        samples = [s for r in raw for s in r["samples"]]
+        # One float64 array (the store hands each run's samples as an array): no per-float Python.
+        samples = np.concatenate([np.asarray(r["samples"], dtype=np.float64) for r in raw]) if raw else np.empty(0)
         # Aggregate-only runs have no samples: show the tool's mean, never mix it into samples.
         agg_mean = (sum(r["mean_ms"] for r in agg) / len(agg)) if agg and not raw else None
         macs = next((r["macs"] for r in items if r["macs"] is not None), None)
