@@ -32,7 +32,8 @@ FAMILY_COLORS = {"FreeNet": "#d62728", "StarNet": "#1f77b4", "MobileNet": "#2ca0
 
 def render_index(store: Store, *, baseline: str | None = None, device: str | None = None,
                  runtime: str | None = None, accelerator: str | None = None) -> str:
-    groups = store.summary(baseline=baseline, device=device, runtime=runtime, accelerator=accelerator)
+    groups = store.summary(baseline=baseline, device=device, runtime=runtime, accelerator=accelerator,
+                           with_samples=False)
     for g in groups:
         g.plot_url = "/plots/latency_vs_macs.svg?" + urlencode(
             {"device": g.device, "runtime": g.runtime, "accelerator": g.accelerator})
@@ -57,7 +58,8 @@ def latency_vs_macs_svg(store: Store, *, device: str | None = None, runtime: str
     """Median latency (p10–p90 bars) against GMACs, one colour per model family.
 
     Emulated rows and rows without MACs or raw samples are left out (the title says how many)."""
-    groups = store.summary(device=device, runtime=runtime, accelerator=accelerator, with_ratios=False)
+    groups = store.summary(device=device, runtime=runtime, accelerator=accelerator, with_ratios=False,
+                           with_samples=False)
     rows = [r for g in groups for r in g.rows]
     points = [r for r in rows if r.comparable and r.macs]
     with _plot_lock:

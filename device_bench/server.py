@@ -212,7 +212,7 @@ def create_app(
     ) -> dict[str, Any]:
         """Per device x runtime x accelerator statistics, FreeNet-S2/StarNet-S4 and baseline ratios."""
         groups = store.summary(device=device, runtime=runtime, accelerator=accelerator, model=model,
-                               baseline=baseline, max_runs=max_runs)
+                               baseline=baseline, max_runs=max_runs, with_samples=False)
         return {"baseline": baseline, "max_runs": max_runs, "groups": [g.as_dict() for g in groups]}
 
     # ---- bundles -------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import secrets
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -225,6 +226,27 @@ class Page:
     next_cursor: str | None
 
 
+class _WindowCache:
+    """(group id, max_runs) -> the group's window rows (no samples) and the n_reports they were
+    read at. Valid exactly while n_reports is unchanged (see Store._windows). Bounded, thread-safe."""
+
+    def __init__(self, max_entries: int = 10_000):
+        self.max_entries = max_entries
+        self._data: dict[tuple[int, int], tuple[int, list[dict[str, Any]]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, gid: int, n_reports: int, max_runs: int) -> list[dict[str, Any]] | None:
+        with self._lock:
+            hit = self._data.get((gid, max_runs))
+        return hit[1] if hit is not None and hit[0] == n_reports else None
+
+    def put(self, gid: int, n_reports: int, max_runs: int, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            if len(self._data) >= self.max_entries:
+                self._data.clear()  # rare (that many groups x max_runs values): start over
+            self._data[(gid, max_runs)] = (n_reports, rows)
+
+
 def _row(r: Any) -> ReportRow:
     d = dict(r._mapping)
     d.pop("id", None)
@@ -268,6 +290,10 @@ class Store:
         migrations.ensure_schema(self.engine, auto_upgrade=self.dialect == "sqlite" if migrate is None else migrate)
         # key_hash -> report_groups.id of committed groups (rows are never deleted or changed).
         self._group_ids: dict[str, int] = {}
+        from device_bench.summary import StatsMemo
+
+        self.memo = StatsMemo()
+        self._window_cache = _WindowCache()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -402,10 +428,10 @@ class Store:
         with self.engine.connect() as conn:
             return [v for (v,) in conn.execute(select(col).distinct().order_by(col))]
 
-    def group_samples(self, *, max_runs: int = 50, **filters: Any) -> list[dict[str, Any]]:
+    def group_samples(self, *, max_runs: int = 50, with_samples: bool = True, **filters: Any) -> list[dict[str, Any]]:
         """The latest `max_runs` reports of every (device, runtime, accelerator, model, precision,
-        emulated, status) group, with their raw samples (float64 arrays): the input of
-        `device_bench.summary`.
+        emulated, status) group, with their raw samples (float64 arrays; left out with
+        with_samples=False, see `load_samples`): the input of `device_bench.summary`.
 
         Filters on group columns read only each group's window through the index
         (group_id, created_at, id), so the cost does not grow with older reports; other filters
@@ -413,42 +439,95 @@ class Store:
         if max_runs < 1:
             raise ValueError(f"max_runs must be >= 1, got {max_runs}")
         active = _active(filters)
-        cols = [reports.c.run_id, reports.c.family, reports.c.samples_kind, reports.c.mean_ms,
-                reports.c.macs, reports.c.created_at, reports.c.samples]
+        cols = [reports.c.id, reports.c.run_id, reports.c.family, reports.c.samples_kind, reports.c.mean_ms,
+                reports.c.macs, reports.c.created_at] + ([reports.c.samples] if with_samples else [])
         newest = (reports.c.created_at.desc(), reports.c.id.desc())
-        gkeys = [report_groups.c[k] for k in GROUP_KEYS]
         with self.engine.connect() as conn:
             if not set(active) <= set(GROUP_KEYS):
                 rn = func.row_number().over(partition_by=reports.c.group_id, order_by=newest)
                 inner = _filtered(select(*(reports.c[k] for k in GROUP_KEYS), *cols, rn.label("rn")), active).subquery()
                 rows = [dict(r._mapping) for r in conn.execute(select(inner).where(inner.c.rn <= max_runs))]
+                for r in rows:
+                    del r["rn"]
+                    r["created_at"] = _utc(r["created_at"])
+                    if with_samples:
+                        r["samples"] = np.frombuffer(r["samples"], dtype=SAMPLES_DTYPE)
+            elif with_samples:
+                rows = self._windows(conn, active, cols, max_runs, None)
             else:
-                gstmt = select(report_groups.c.id, *gkeys)
-                for name, value in active.items():
-                    gstmt = gstmt.where(report_groups.c[name] == value)
-                if self.dialect == "postgresql":
-                    g = gstmt.subquery()
-                    win = select(*cols).where(reports.c.group_id == g.c.id).order_by(*newest).limit(max_runs).lateral()
-                    stmt = select(*(g.c[k] for k in GROUP_KEYS), win).select_from(g.join(win, true()))
-                    rows = [dict(r._mapping) for r in conn.execute(stmt)]
-                else:
-                    # SQLite has no LATERAL: one indexed range read per group on one connection.
-                    win = select(*cols).where(reports.c.group_id == bindparam("gid")).order_by(*newest).limit(max_runs)
-                    rows = []
-                    for g in conn.execute(gstmt).all():
-                        key = dict(zip(GROUP_KEYS, g[1:]))
-                        rows.extend({**key, **r._mapping} for r in conn.execute(win, {"gid": g[0]}))
-        for r in rows:
-            r["samples"] = np.frombuffer(r["samples"], dtype=SAMPLES_DTYPE)
-            r["created_at"] = _utc(r["created_at"])
+                rows = self._windows(conn, active, cols, max_runs, self._window_cache)
         return rows
 
-    def summary(self, *, baseline: str | None = None, max_runs: int = 50, with_ratios: bool = True, **filters: Any):
-        """Per device x runtime x accelerator statistics and ratios (see device_bench.summary)."""
+    def _windows(self, conn: Connection, active: dict[str, Any], cols: list, max_runs: int,
+                 cache: _WindowCache | None) -> list[dict[str, Any]]:
+        """The latest `max_runs` rows of every group matching `active`, read through the index
+        (group_id, created_at, id). With a cache, a group whose n_reports is what it was when its
+        window was read is not read again: reports are only ever added, and n_reports moves in
+        the same transaction as they are, so an unchanged count is an unchanged set of reports."""
+        gstmt = select(report_groups.c.id, report_groups.c.n_reports, *(report_groups.c[k] for k in GROUP_KEYS))
+        for name, value in active.items():
+            gstmt = gstmt.where(report_groups.c[name] == value)
+        rows: list[dict[str, Any]] = []
+        stale = []
+        for g in conn.execute(gstmt).all():
+            hit = cache.get(g.id, g.n_reports, max_runs) if cache is not None else None
+            if hit is None:
+                stale.append(g)
+            else:
+                rows.extend(hit)
+        if not stale:
+            return rows
+        newest = (reports.c.created_at.desc(), reports.c.id.desc())
+        read: list[tuple[int, int, list[dict[str, Any]]]] = []
+        if self.dialect == "postgresql":
+            # One statement (one snapshot): the windows and the counts they are cached under agree.
+            g = select(report_groups.c.id, report_groups.c.n_reports, *(report_groups.c[k] for k in GROUP_KEYS)) \
+                .where(report_groups.c.id.in_([x.id for x in stale])).subquery()
+            win = select(*cols).where(reports.c.group_id == g.c.id).order_by(*newest).limit(max_runs).lateral()
+            by_group: dict[tuple[int, int], list[dict[str, Any]]] = {(x.id, x.n_reports): [] for x in stale}
+            for r in conn.execute(select(g.c.id.label("gid_"), g.c.n_reports.label("n_"),
+                                         *(g.c[k] for k in GROUP_KEYS), win).select_from(g.join(win, true()))):
+                d = dict(r._mapping)
+                by_group.setdefault((d.pop("gid_"), d.pop("n_")), []).append(d)
+            read = [(gid, n, rs) for (gid, n), rs in by_group.items()]
+        else:
+            # SQLite has no LATERAL: one indexed range read per group, all in the connection's one
+            # read transaction (a WAL snapshot), so the counts read above match these windows.
+            stmt = select(*cols).where(reports.c.group_id == bindparam("gid")).order_by(*newest).limit(max_runs)
+            for x in stale:
+                key = dict(zip(GROUP_KEYS, x[2:]))
+                read.append((x.id, x.n_reports, [{**key, **r._mapping} for r in conn.execute(stmt, {"gid": x.id})]))
+        for gid, n, rs in read:
+            for r in rs:
+                r["created_at"] = _utc(r["created_at"])
+                if "samples" in r:
+                    r["samples"] = np.frombuffer(r["samples"], dtype=SAMPLES_DTYPE)
+            if cache is not None:
+                cache.put(gid, n, max_runs, rs)
+            rows.extend(rs)
+        return rows
+
+    def load_samples(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """Raw samples of reports by their row id (the "id" of `group_samples` rows)."""
+        out: dict[int, np.ndarray] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                stmt = select(reports.c.id, reports.c.samples).where(reports.c.id.in_(ids[i:i + 500]))
+                out.update((rid, np.frombuffer(blob, dtype=SAMPLES_DTYPE)) for rid, blob in conn.execute(stmt))
+        return out
+
+    def summary(self, *, baseline: str | None = None, max_runs: int = 50, with_ratios: bool = True,
+                with_samples: bool = True, **filters: Any):
+        """Per device x runtime x accelerator statistics and ratios (see device_bench.summary).
+
+        Statistics of windows this Store summarised before come from its StatsMemo (exact: see
+        there). with_samples=False (the dashboard and compare endpoint) also skips reading the
+        samples of such windows; rows served from the memo then have `samples=None`."""
         from device_bench.summary import summarize_groups
 
-        return summarize_groups(self.group_samples(max_runs=max_runs, **filters), baseline=baseline,
-                                with_ratios=with_ratios)
+        runs = self.group_samples(max_runs=max_runs, with_samples=with_samples, **filters)
+        return summarize_groups(runs, baseline=baseline, with_ratios=with_ratios, memo=self.memo,
+                                load_samples=self.load_samples)
 
     # ---- devices and tokens --------------------------------------------------------------
 
