@@ -97,12 +97,23 @@ def summarize(samples: Sequence[float] | np.ndarray) -> Summary:
 
 
 def center(samples: Sequence[float] | np.ndarray) -> tuple[int, float | None, float | None]:
-    """(n, median, mean) of raw samples: the very numbers `summarize` gives for them, without the
-    rest (the store keeps them per report, computed at ingest)."""
+    """(n, median, mean) of raw samples: bit for bit the median and mean `summarize` gives (a test
+    checks it), without its other statistics (the store keeps these two per report, at ingest).
+
+    The median is numpy's linear-interpolation 50th percentile written out: the middle value for
+    odd n; for even n, numpy's `_lerp` at t = 0.5, which evaluates b - (b - a) * 0.5."""
     x = _clean(samples)
-    if x.size == 0:
+    n = int(x.size)
+    if n == 0:
         return 0, None, None
-    return int(x.size), float(np.percentile(x, [10, 25, 50, 75, 90, 99])[2]), float(x.mean())
+    k = (n - 1) // 2
+    if n % 2:
+        median = float(np.partition(x, k)[k])
+    else:
+        part = np.partition(x, [k, k + 1])
+        a, b = part[k], part[k + 1]
+        median = float(b - (b - a) * 0.5)
+    return n, median, float(x.mean())
 
 
 ORDER_STAT_MIN_N = 200

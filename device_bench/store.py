@@ -13,10 +13,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import queue
 import secrets
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -226,6 +229,69 @@ class Page:
     next_cursor: str | None
 
 
+class _GroupCommit:
+    """One writer thread that drains queued ingest calls into shared transactions."""
+
+    MAX_ROWS = 1000  # reports per shared transaction
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="freenet-group-commit", daemon=True)
+        self.thread.start()
+
+    def submit(self, batch: list[Report], token_id: str | None) -> Future:
+        # Rows are built in the caller's thread (JSON dump, statistics): the writer only writes.
+        rows = [_values(r, token_id) for r in batch]
+        done: Future = Future()
+        self.queue.put((rows, done))
+        return done
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            items, n = [item], len(item[0])
+            while n < self.MAX_ROWS:
+                try:
+                    nxt = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self.queue.put(None)  # stop after this transaction
+                    break
+                items.append(nxt)
+                n += len(nxt[0])
+            try:
+                self._write(items)
+            except Exception:
+                for one in items:  # alone, so one bad call does not fail the others
+                    try:
+                        self._write([one])
+                    except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
+                        one[1].set_exception(exc)
+
+    def _write(self, items: list[tuple[list[dict[str, Any]], Future]]) -> None:
+        # Fresh row dicts per attempt: _insert_rows adds group_id to them.
+        rows = [dict(r) for batch, _ in items for r in batch]
+        with self.store._write() as conn:
+            inserted, new_groups = self.store._insert_rows(conn, rows)
+        self.store._group_ids.update(new_groups)
+        seen: set[str] = set()
+        for batch, done in items:
+            out = []
+            for row in batch:
+                rid = row["run_id"]
+                out.append(rid in inserted and rid not in seen)
+                seen.add(rid)
+            done.set_result(out)
+
+
 class _WindowCache:
     """(group id, max_runs) -> the group's window rows (no samples) and the n_reports they were
     read at. Valid exactly while n_reports is unchanged (see Store._windows). Bounded, thread-safe."""
@@ -245,6 +311,10 @@ class _WindowCache:
             if len(self._data) >= self.max_entries:
                 self._data.clear()  # rare (that many groups x max_runs values): start over
             self._data[(gid, max_runs)] = (n_reports, rows)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
 
 
 def _row(r: Any) -> ReportRow:
@@ -294,8 +364,16 @@ class Store:
 
         self.memo = StatsMemo()
         self._window_cache = _WindowCache()
+        self._writer: _GroupCommit | None = None
+        self._token_cache: dict[str, tuple[float, TokenInfo]] = {}  # token hash -> (read at, record)
+        self._sqlite_sql: str | None = None
+        self._sqlite_procs: list[tuple[str, Any]] = []
+        self._writer_lock = threading.Lock()
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -337,6 +415,26 @@ class Store:
             seen.add(rid)
         return out
 
+    def ingest(self, batch: list[Report], *, token_id: str | None = None) -> list[bool]:
+        """`add_batch` through the group-commit writer: what the server calls from its worker
+        threads. Concurrent calls are written by one thread in one transaction (one commit, one
+        fsync for many requests, and no SQLite lock contention); each call returns only after
+        the transaction holding its reports has committed, so an answer is never ahead of the
+        disk. One call's failure (e.g. a database error) is retried alone and never fails others."""
+        return self.ingest_future(batch, token_id=token_id).result()
+
+    def ingest_future(self, batch: list[Report], *, token_id: str | None = None) -> Future:
+        """`ingest` without waiting: a Future of its per-report results, resolved once committed
+        (the server awaits it on its event loop instead of blocking a worker thread)."""
+        if not batch:
+            done: Future = Future()
+            done.set_result([])
+            return done
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = _GroupCommit(self)
+        return self._writer.submit(batch, token_id)
+
     def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> tuple[set[str], dict[str, int]]:
         """Insert report rows and count them in their groups, inside the caller's transaction.
 
@@ -354,7 +452,10 @@ class Store:
                                     .where(report_groups.c.key_hash.in_(missing))).all())
         for row, h in zip(rows, hashes):
             row["group_id"] = new[h] if h in new else self._group_ids[h]
-        inserted = conn.execute(self._insert().returning(reports.c.run_id, reports.c.group_id), rows).all()
+        if self.dialect == "sqlite":
+            inserted = self._sqlite_insert(conn, rows)
+        else:
+            inserted = conn.execute(self._insert().returning(reports.c.run_id, reports.c.group_id), rows).all()
         counts = Counter(g for _, g in inserted)
         if counts:
             # Sorted: concurrent PostgreSQL transactions lock group rows in one order (no deadlock).
@@ -364,6 +465,35 @@ class Store:
                 [{"gid": g, "k": k} for g, k in sorted(counts.items())],
             )
         return {rid for rid, _ in inserted}, new
+
+    def _sqlite_insert(self, conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[str, int]]:
+        """Insert the rows whose run_id is not stored yet; returns (run_id, group_id) of those.
+
+        Runs inside the BEGIN IMMEDIATE transaction of `_write`, which holds SQLite's only write
+        lock: no other writer can store a run_id between the SELECT and the INSERT. The INSERT is
+        a plain DB-API executemany with the columns' own SQLAlchemy bind processors (same stored
+        text for timestamps), without SQLAlchemy's per-row statement machinery."""
+        seen: set[str] = set()
+        ids = [r["run_id"] for r in rows]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            seen.update(v for (v,) in conn.exec_driver_sql(
+                f"SELECT run_id FROM reports WHERE run_id IN ({','.join('?' * len(chunk))})", tuple(chunk)))
+        new = []
+        for r in rows:
+            if r["run_id"] not in seen:
+                seen.add(r["run_id"])
+                new.append(r)
+        if new:
+            if self._sqlite_sql is None:
+                cols = [c for c in reports.columns if c.name != "id"]
+                self._sqlite_procs = [(c.name, c.type.bind_processor(conn.dialect)) for c in cols]
+                self._sqlite_sql = (f"INSERT INTO reports ({', '.join(c.name for c in cols)}) "
+                                    f"VALUES ({', '.join('?' * len(cols))})")
+            procs = self._sqlite_procs
+            conn.exec_driver_sql(self._sqlite_sql,
+                                 [tuple(r[c] if p is None else p(r[c]) for c, p in procs) for r in new])
+        return [(r["run_id"], r["group_id"]) for r in new]
 
     def _insert(self):
         insert = (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(reports)
@@ -562,11 +692,30 @@ class Store:
         with self.engine.connect() as conn:
             return [self._info(r) for r in conn.execute(self._token_select().order_by(tokens.c.created_at))]
 
-    def lookup_token(self, token: str) -> TokenInfo | None:
-        """The token's record (check `.revoked`), or None when it is unknown."""
+    def lookup_token(self, token: str, *, max_age: float = 0.0) -> TokenInfo | None:
+        """The token's record (check `.revoked`), or None when it is unknown.
+
+        max_age > 0 (the server): a known token's record may come from a cache up to that many
+        seconds old, so a revocation made by another process takes effect within max_age; one made
+        through this Store takes effect at once. Unknown tokens are never cached."""
+        h = hash_token(token)
+        if max_age > 0:
+            hit = self._token_cache.get(h)
+            if hit is not None and time.monotonic() - hit[0] <= max_age:
+                return hit[1]
         with self.engine.connect() as conn:
-            r = conn.execute(self._token_select().where(tokens.c.token_hash == hash_token(token))).first()
-        return None if r is None else self._info(r)
+            r = conn.execute(self._token_select().where(tokens.c.token_hash == h)).first()
+        info = None if r is None else self._info(r)
+        if info is not None:
+            if len(self._token_cache) >= 10_000:
+                self._token_cache.clear()
+            self._token_cache[h] = (time.monotonic(), info)
+        return info
+
+    def cached_token(self, token: str, *, max_age: float) -> TokenInfo | None:
+        """The cached record of a known token if fresher than max_age, else None (no query)."""
+        hit = self._token_cache.get(hash_token(token))
+        return hit[1] if hit is not None and time.monotonic() - hit[0] <= max_age else None
 
     def revoke_token(self, token_or_id: str) -> TokenInfo:
         """Revoke by token text or by id ("tok_..."); raises KeyError when neither matches."""
@@ -578,6 +727,7 @@ class Store:
             if r[3] is None:
                 conn.execute(tokens.update().where(tokens.c.id == r[0]).values(revoked_at=datetime.now(timezone.utc)))
             r = conn.execute(self._token_select().where(tokens.c.id == r[0])).first()
+        self._token_cache.clear()
         return self._info(r)
 
 
