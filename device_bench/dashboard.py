@@ -30,21 +30,31 @@ _plot_lock = threading.Lock()
 FAMILY_COLORS = {"FreeNet": "#d62728", "StarNet": "#1f77b4", "MobileNet": "#2ca02c", "other": "#7f7f7f"}
 
 
+PAGE_SIZE = 50  # rows of the "latest reports" table per page
+
+
 def render_index(store: Store, *, baseline: str | None = None, device: str | None = None,
-                 runtime: str | None = None, accelerator: str | None = None) -> str:
+                 runtime: str | None = None, accelerator: str | None = None, cursor: str | None = None) -> str:
+    """The dashboard: the summary tables (memoised in the store, see summary.StatsMemo) and one
+    page of the latest reports, older pages by cursor (cost independent of the page's depth)."""
+    page = store.page(limit=PAGE_SIZE, cursor=cursor, device=device, runtime=runtime, accelerator=accelerator)
     groups = store.summary(baseline=baseline, device=device, runtime=runtime, accelerator=accelerator,
                            with_samples=False)
     for g in groups:
         g.plot_url = "/plots/latency_vs_macs.svg?" + urlencode(
             {"device": g.device, "runtime": g.runtime, "accelerator": g.accelerator})
+    selected = {"device": device, "runtime": runtime, "accelerator": accelerator}
+    keep = {k: v for k, v in {**selected, "baseline": baseline}.items() if v}
     return _env.get_template("index.html").render(
         groups=groups,
-        latest=store.query(limit=20, device=device, runtime=runtime, accelerator=accelerator),
+        latest=page.rows,
+        older_url="/?" + urlencode({**keep, "cursor": page.next_cursor}) + "#latest" if page.next_cursor else None,
+        newest_url="/?" + urlencode(keep) + "#latest" if cursor else None,
         total=store.count(),
         baseline=baseline,
         choices={"model": store.distinct("model"), "device": store.distinct("device"),
                  "runtime": store.distinct("runtime"), "accelerator": store.distinct("accelerator")},
-        selected={"device": device, "runtime": runtime, "accelerator": accelerator},
+        selected=selected,
     )
 
 

@@ -28,6 +28,7 @@ from device_bench.store import Store
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # a report at the schema's bounds (100k samples) fits
 MAX_BATCH = 1000  # reports per batch request
+MAX_PAGE = 1000  # rows per page of GET /api/v1/reports
 BATCH_BODY_FACTOR = 16  # a batch may be this many times the single-report body limit
 INLINE_PARSE_BYTES = 64 * 1024  # larger report bodies are validated in a worker thread
 TOKEN_CACHE_S = 1.0  # a revocation by another process (the CLI) is refused within this
@@ -211,13 +212,18 @@ def create_app(
         accelerator: str | None = None,
         platform: str | None = None,
         status: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
     ) -> dict[str, Any]:
-        """Stored reports (indexed fields, newest first); full JSON at /api/v1/reports/{run_id}."""
-        rows = store.query(model=model, device=device, runtime=runtime, accelerator=accelerator,
-                           platform=platform, status=status, limit=limit, offset=offset)
-        return {"reports": [r.as_dict() for r in rows], "limit": limit, "offset": offset}
+        """Stored reports (indexed fields), newest first, one page at a time: pass the answer's
+        `next_cursor` as `cursor` for the next (older) page; it is null on the last page. Full
+        JSON at /api/v1/reports/{run_id}."""
+        try:
+            page = store.page(model=model, device=device, runtime=runtime, accelerator=accelerator,
+                              platform=platform, status=status, limit=limit, cursor=cursor or None)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"reports": [r.as_dict() for r in page.rows], "limit": limit, "next_cursor": page.next_cursor}
 
     @app.get("/api/v1/reports/{run_id}", tags=["api"], response_model=Report)
     def get_report(run_id: str) -> Report:
@@ -274,10 +280,14 @@ def create_app(
     from device_bench import dashboard
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index(baseline: str | None = None, device: str | None = None,
-              runtime: str | None = None, accelerator: str | None = None) -> HTMLResponse:
-        return HTMLResponse(dashboard.render_index(store, baseline=baseline or None, device=device or None,
-                                                   runtime=runtime or None, accelerator=accelerator or None))
+    def index(baseline: str | None = None, device: str | None = None, runtime: str | None = None,
+              accelerator: str | None = None, cursor: Annotated[str | None, Query(max_length=200)] = None) -> HTMLResponse:
+        try:
+            return HTMLResponse(dashboard.render_index(store, baseline=baseline or None, device=device or None,
+                                                       runtime=runtime or None, accelerator=accelerator or None,
+                                                       cursor=cursor or None))
+        except ValueError as exc:  # a cursor this server did not hand out
+            raise HTTPException(422, str(exc)) from None
 
     @app.get("/plots/latency_vs_macs.svg", include_in_schema=False)
     def plot(device: str | None = None, runtime: str | None = None, accelerator: str | None = None) -> Response:

@@ -59,7 +59,7 @@ from device_bench.stats import center
 
 DEFAULT_DB_DIR = Path("freenet-data")
 TOKEN_PREFIX = "fnt_"
-MAX_PAGE = 1000  # rows per page of a listing
+MAX_QUERY = 10_000  # rows per query/page of the Python API (the HTTP API allows fewer)
 SAMPLES_DTYPE = np.dtype("<f8")
 
 metadata = MetaData()
@@ -158,6 +158,25 @@ def device_label(report: Report) -> str:
 
 def default_db_url() -> str:
     return f"sqlite:///{(DEFAULT_DB_DIR / 'freenet.db').resolve()}"
+
+
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 30) -> Engine:
+    """The SQLAlchemy engine of a store URL (SQLite: WAL, BEGIN IMMEDIATE on request; see
+    _configure_sqlite). Used by Store and by `freenet db upgrade`."""
+    parsed = make_url(url)
+    dialect = parsed.get_backend_name()
+    if dialect not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database URL {parsed!r}: use sqlite:///PATH or postgresql+psycopg://...")
+    if dialect == "postgresql":
+        return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    if not parsed.database or parsed.database == ":memory:":
+        raise ValueError("use a SQLite file (sqlite:///PATH): an in-memory database is not shared between threads")
+    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    # timeout: wait up to 30 s for the write lock instead of failing with "database is locked".
+    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow,
+                           connect_args={"timeout": 30, "check_same_thread": False})
+    _configure_sqlite(engine)
+    return engine
 
 
 def hash_token(token: str) -> str:
@@ -335,24 +354,8 @@ class Store:
     def __init__(self, url: str | None = None, *, pool_size: int = 10, max_overflow: int = 30,
                  migrate: bool | None = None):
         self.url = url or default_db_url()
-        parsed = make_url(self.url)
-        self.dialect = parsed.get_backend_name()
-        if self.dialect not in ("sqlite", "postgresql"):
-            raise ValueError(f"unsupported database URL {parsed!r}: use sqlite:///PATH or postgresql+psycopg://...")
-        if self.dialect == "sqlite":
-            if not parsed.database or parsed.database == ":memory:":
-                raise ValueError("use a SQLite file (sqlite:///PATH): an in-memory database is not shared between threads")
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            # timeout: wait up to 30 s for the write lock instead of failing with "database is locked".
-            self.engine: Engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=max_overflow,
-                connect_args={"timeout": 30, "check_same_thread": False},
-            )
-            _configure_sqlite(self.engine)
-        else:
-            self.engine = create_engine(
-                self.url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
-            )
+        self.engine: Engine = make_engine(self.url, pool_size=pool_size, max_overflow=max_overflow)
+        self.dialect = self.engine.dialect.name
         from device_bench import migrations
 
         # migrate=None: the embedded SQLite file upgrades itself; a PostgreSQL database is created
@@ -459,11 +462,9 @@ class Store:
         counts = Counter(g for _, g in inserted)
         if counts:
             # Sorted: concurrent PostgreSQL transactions lock group rows in one order (no deadlock).
-            conn.execute(
-                report_groups.update().where(report_groups.c.id == bindparam("gid"))
-                .values(n_reports=report_groups.c.n_reports + bindparam("k")),
-                [{"gid": g, "k": k} for g, k in sorted(counts.items())],
-            )
+            mark = "?" if self.dialect == "sqlite" else "%s"  # the driver's paramstyle
+            conn.exec_driver_sql(f"UPDATE report_groups SET n_reports = n_reports + {mark} WHERE id = {mark}",
+                                 [(k, g) for g, k in sorted(counts.items())])
         return {rid for rid, _ in inserted}, new
 
     def _sqlite_insert(self, conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[str, int]]:
@@ -539,8 +540,8 @@ class Store:
         """One page of stored reports, newest first: `limit` rows after `cursor` (the previous
         page's `next_cursor`, an opaque position on (created_at, id)). Cost depends on the page,
         not on how deep it is; `offset` is kept for old callers and costs what it skips."""
-        if not 1 <= limit <= MAX_PAGE:
-            raise ValueError(f"limit must be in 1..{MAX_PAGE}, got {limit}")
+        if not 1 <= limit <= MAX_QUERY:
+            raise ValueError(f"limit must be in 1..{MAX_QUERY}, got {limit}")
         stmt = _filtered(select(*_ROW_COLUMNS, reports.c.id), _active(filters))
         if cursor is not None:
             created, rid = _decode_cursor(cursor)
