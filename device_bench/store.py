@@ -502,8 +502,14 @@ class Store:
 
     def get_report(self, run_id: str) -> Report | None:
         with self.engine.connect() as conn:
-            text = conn.execute(select(reports.c.report_json).where(reports.c.run_id == str(run_id))).scalar()
-        return None if text is None else Report.model_validate_json(text)
+            r = conn.execute(select(reports.c.report_json, reports.c.samples)
+                             .where(reports.c.run_id == str(run_id))).first()
+        if r is None:
+            return None
+        # report_json is stored without its samples (they are the samples column, exactly).
+        doc = json.loads(r[0])
+        doc["timing"]["samples_ms"] = np.frombuffer(r[1], dtype=SAMPLES_DTYPE).tolist()
+        return parse_report(doc)
 
     def count(self, **filters: Any) -> int:
         """How many reports match; filters on group columns read report_groups.n_reports
@@ -772,7 +778,8 @@ def _values(report: Report, token_id: str | None) -> dict[str, Any]:
         "mean_ms": mean if n else (agg.mean_ms if agg else None),
         "macs": report.model.macs,
         "token_id": token_id,
-        "report_json": report.model_dump_json(),
+        # The report without timing.samples_ms: those are the samples column (half the bytes).
+        "report_json": report.model_dump_json(exclude={"timing": {"samples_ms"}}),
         "samples": samples_blob(samples),
     }
 
