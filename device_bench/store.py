@@ -48,8 +48,9 @@ from sqlalchemy import (
     event,
     func,
     select,
+    and_,
+    or_,
     true,
-    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -488,7 +489,9 @@ class Store:
         if new:
             if self._sqlite_sql is None:
                 cols = [c for c in reports.columns if c.name != "id"]
-                self._sqlite_procs = [(c.name, c.type.bind_processor(conn.dialect)) for c in cols]
+                # dialect_impl: SQLite's own DATETIME type formats timestamps (the generic one does not).
+                self._sqlite_procs = [(c.name, c.type.dialect_impl(conn.dialect).bind_processor(conn.dialect))
+                                      for c in cols]
                 self._sqlite_sql = (f"INSERT INTO reports ({', '.join(c.name for c in cols)}) "
                                     f"VALUES ({', '.join('?' * len(cols))})")
             procs = self._sqlite_procs
@@ -551,7 +554,11 @@ class Store:
         stmt = _filtered(select(*_ROW_COLUMNS, reports.c.id), _active(filters))
         if cursor is not None:
             created, rid = _decode_cursor(cursor)
-            stmt = stmt.where(tuple_(reports.c.created_at, reports.c.id) < tuple_(created, rid))
+            # Spelt out rather than a row-value comparison so the timestamp goes through the
+            # column's bind processor (SQLite compares the stored text); the first term lets both
+            # databases range-scan ix_reports_created.
+            c = reports.c
+            stmt = stmt.where(c.created_at <= created, or_(c.created_at < created, and_(c.created_at == created, c.id < rid)))
         stmt = stmt.order_by(reports.c.created_at.desc(), reports.c.id.desc()).limit(limit + 1).offset(offset)
         with self.engine.connect() as conn:
             got = conn.execute(stmt).all()
