@@ -340,7 +340,7 @@ def main() -> None:
     ap.add_argument("--skip-ingest", action="store_true", help="only the curve (--sizes)")
     ap.add_argument("--tmp", default=None, help="folder for the SQLite file (default: the system temp dir)")
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
     kinds = [args.only] if args.only else ["sqlite", "postgresql"]
     results = {k: bench(k, sizes, args) for k in kinds}
     table = Table(title=f"aggregator storage, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "

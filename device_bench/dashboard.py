@@ -14,11 +14,12 @@ import threading
 from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from device_bench.schema import Report
 from device_bench.stats import fmt, fmt_ratio
 from device_bench.store import Store
-from device_bench.summary import PAIR
+from device_bench.summary import PAIR, StatsMemo
 
 _env = Environment(loader=PackageLoader("device_bench", "templates"), autoescape=select_autoescape())
 _env.filters["ms"] = fmt
@@ -31,6 +32,7 @@ FAMILY_COLORS = {"FreeNet": "#d62728", "StarNet": "#1f77b4", "MobileNet": "#2ca0
 
 
 PAGE_SIZE = 50  # rows of the "latest reports" table per page
+_rendered = StatsMemo(max_entries=256)  # (summary version, baseline, filters) -> the tables' HTML
 
 
 def render_index(store: Store, *, baseline: str | None = None, device: str | None = None,
@@ -38,15 +40,23 @@ def render_index(store: Store, *, baseline: str | None = None, device: str | Non
     """The dashboard: the summary tables (memoised in the store, see summary.StatsMemo) and one
     page of the latest reports, older pages by cursor (cost independent of the page's depth)."""
     page = store.page(limit=PAGE_SIZE, cursor=cursor, device=device, runtime=runtime, accelerator=accelerator)
-    groups = store.summary(baseline=baseline, device=device, runtime=runtime, accelerator=accelerator,
-                           with_samples=False)
-    for g in groups:
-        g.plot_url = "/plots/latency_vs_macs.svg?" + urlencode(
-            {"device": g.device, "runtime": g.runtime, "accelerator": g.accelerator})
+    filters = {"device": device, "runtime": runtime, "accelerator": accelerator}
+    # The tables are a pure function of the groups' windows: keyed by every matching group's
+    # (id, n_reports) (see Store.summary_version), unchanged reports are not summarised or rendered again.
+    key = (store.summary_version(**filters), baseline, tuple(filters.items()))
+    groups_html = _rendered.get(key)
+    if groups_html is None:
+        groups = store.summary(baseline=baseline, with_samples=False, **filters)
+        for g in groups:
+            g.plot_url = "/plots/latency_vs_macs.svg?" + urlencode(
+                {"device": g.device, "runtime": g.runtime, "accelerator": g.accelerator})
+        groups_html = Markup(_env.get_template("groups.html").render(groups=groups, baseline=baseline))
+        _rendered.put(key, groups_html)
     selected = {"device": device, "runtime": runtime, "accelerator": accelerator}
     keep = {k: v for k, v in {**selected, "baseline": baseline}.items() if v}
     return _env.get_template("index.html").render(
-        groups=groups,
+        groups_html=groups_html,
+        empty=groups_html.strip() == "",
         latest=page.rows,
         older_url="/?" + urlencode({**keep, "cursor": page.next_cursor}) + "#latest" if page.next_cursor else None,
         newest_url="/?" + urlencode(keep) + "#latest" if cursor else None,

@@ -651,6 +651,19 @@ class Store:
             rows.extend(rs)
         return rows
 
+    def summary_version(self, **filters: Any) -> tuple[tuple[int, int], ...]:
+        """(id, n_reports) of every group matching the group-column filters: equal versions mean
+        equal windows, hence an equal summary (reports are only ever added, and n_reports moves
+        in their transaction). One small query on report_groups."""
+        active = _active(filters)
+        stmt = select(report_groups.c.id, report_groups.c.n_reports).order_by(report_groups.c.id)
+        for name, value in active.items():
+            if name not in GROUP_KEYS:
+                raise ValueError(f"summary_version filters on group columns only, not {name!r}")
+            stmt = stmt.where(report_groups.c[name] == value)
+        with self.engine.connect() as conn:
+            return tuple((g, n) for g, n in conn.execute(stmt))
+
     def load_samples(self, ids: list[int]) -> dict[int, np.ndarray]:
         """Raw samples of reports by their row id (the "id" of `group_samples` rows)."""
         out: dict[int, np.ndarray] = {}

@@ -174,3 +174,19 @@ def test_http_pages_and_dashboard_link(tmp_path, make_report):
     assert make_report(69)["run_id"] not in page.text.split("Latest reports")[1]
     assert make_report(70)["run_id"] in page.text.split("Latest reports")[1]
     store.close()
+
+
+def test_dashboard_tables_follow_ingest(tmp_path, make_report):
+    from device_bench import dashboard
+
+    store = Store(f"sqlite:///{tmp_path / 'd.db'}")
+    store.add_report(make_report(1, samples=[5.0, 5.0, 5.0]))
+    first = dashboard.render_index(store)
+    assert ">5.00 [" in first
+    store.add_report(make_report(2, samples=[7.0, 7.0, 7.0, 7.0]))  # pooled median becomes 7
+    second = dashboard.render_index(store)
+    assert ">7.00 [" in second and second != first
+    dashboard._rendered.clear()
+    store.memo.clear()
+    assert dashboard.render_index(Store(store.url)) == second  # nothing stale was served
+    store.close()
