@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from device_bench.schema import SCHEMA_VERSION, Report, parse_report
 from device_bench.store import Store
+from device_bench.summary import StatsMemo
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # a report at the schema's bounds (100k samples) fits
 MAX_BATCH = 1000  # reports per batch request
@@ -89,6 +90,7 @@ def create_app(
     store = store or Store(db_url)
     bundles = Path(bundles_dir).resolve() if bundles_dir else None
     hashes = _Sha256Cache()
+    compare_cache = StatsMemo(max_entries=256)  # (summary version, query) -> rendered JSON
     app = FastAPI(
         title="FreeNet benchmark aggregator",
         version=SCHEMA_VERSION,
@@ -240,11 +242,17 @@ def create_app(
         model: str | None = None,
         baseline: str | None = None,
         max_runs: Annotated[int, Query(ge=1, le=1000)] = 50,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Per device x runtime x accelerator statistics, FreeNet-S2/StarNet-S4 and baseline ratios."""
-        groups = store.summary(device=device, runtime=runtime, accelerator=accelerator, model=model,
-                               baseline=baseline, max_runs=max_runs, with_samples=False)
-        return {"baseline": baseline, "max_runs": max_runs, "groups": [g.as_dict() for g in groups]}
+        filters = {"device": device, "runtime": runtime, "accelerator": accelerator, "model": model}
+        # Keyed by the summary version (see Store.summary_version): an unchanged answer is reused.
+        key = (store.summary_version(**filters), baseline, max_runs, tuple(filters.items()))
+        body = compare_cache.get(key)
+        if body is None:
+            groups = store.summary(baseline=baseline, max_runs=max_runs, with_samples=False, **filters)
+            body = JSONResponse({"baseline": baseline, "max_runs": max_runs, "groups": [g.as_dict() for g in groups]})
+            compare_cache.put(key, body)
+        return Response(body.body, media_type="application/json")
 
     # ---- bundles -------------------------------------------------------------------------
 

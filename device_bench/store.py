@@ -1,11 +1,14 @@
 """Report storage: SQLAlchemy 2 tables, idempotent ingest, queries, device tokens.
 
 This module owns the database: a SQLite file by default (WAL mode, so concurrent readers never
-block the one writer) or PostgreSQL by URL (`postgresql+psycopg://...`). Every report is stored
-whole (its JSON, raw samples included) plus the columns the dashboard filters and groups on.
-Ingest is idempotent on `run_id` (INSERT ... ON CONFLICT DO NOTHING), so a client retrying after a
-lost response never double counts. Device tokens are stored only as sha256 hashes and can be
-revoked. `Store` is the small Python API used by the server and, embedded, by the host runner.
+block the one writer) or PostgreSQL by URL (`postgresql+psycopg://...`), its schema versioned by
+`device_bench.migrations`. Every report is stored whole: its JSON (without the samples), its raw
+samples as float64 bytes, and the columns the dashboard filters and groups on; `report_groups`
+counts the reports of each summary partition in the same transaction as they are inserted.
+Ingest is idempotent on `run_id`, so a client retrying after a lost response never double counts;
+the server's writes go through one group-commit writer. Summaries read only each group's latest
+window through an index. Device tokens are stored only as sha256 hashes and can be revoked.
+`Store` is the small Python API used by the server and, embedded, by the host runner.
 """
 
 from __future__ import annotations

@@ -190,3 +190,14 @@ def test_dashboard_tables_follow_ingest(tmp_path, make_report):
     store.memo.clear()
     assert dashboard.render_index(Store(store.url)) == second  # nothing stale was served
     store.close()
+
+
+def test_compare_endpoint_follows_ingest(tmp_path, make_report):
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    api = TestClient(create_app(store=store))
+    store.add_report(make_report(1, samples=[5.0, 5.0]))
+    median = lambda: api.get("/api/v1/compare").json()["groups"][0]["models"][0]["stats"]["median_ms"]  # noqa: E731
+    assert median() == 5.0 and median() == 5.0  # the second answer is the cached one
+    store.add_report(make_report(2, samples=[9.0, 9.0, 9.0]))
+    assert median() == 9.0
+    store.close()
