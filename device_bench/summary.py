@@ -5,20 +5,24 @@ accelerator, one row per model x precision (emulated runs in rows of their own),
 of a row's latest runs pooled and summarised by `device_bench.stats`, and ratio columns against
 FreeNet-S2, StarNet-S4 and an optional chosen baseline (same table, same precision). Emulated,
 error-only and aggregate-only rows are shown but never enter a ratio. The server's compare
-endpoint and the dashboard both render these objects.
+endpoint, the dashboard and the `freenet compare` report (`summarize_run`: one run's reports,
+read back from the store) all render these objects: there is no second table builder.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from device_bench.stats import Comparison, Summary, compare, summarize
+
+if TYPE_CHECKING:
+    from device_bench.store import Store
 
 PAIR = ("freenet_s2", "starnet_s4")  # the headline pair: FreeNet-S2 against StarNet-S4
 FAMILY_ORDER = {"FreeNet": 0, "StarNet": 1, "MobileNet": 2, "other": 3}
@@ -70,6 +74,14 @@ class Group:
     accelerator: str
     rows: list[ModelRow]
     pair: Comparison | None
+
+    @property
+    def emulated(self) -> bool:
+        """Every row ran on an emulated accelerator (never a speed result)."""
+        return bool(self.rows) and all(r.emulated for r in self.rows)
+
+    def row(self, model: str, precision: str = "fp32", *, emulated: bool = False) -> ModelRow | None:
+        return next((r for r in self.rows if (r.model, r.precision, r.emulated) == (model, precision, emulated)), None)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -219,3 +231,17 @@ def _ratios(rows: list[ModelRow], real: dict[tuple, ModelRow], refs: dict[str, s
         row.ratios[k] = compare(row.samples, ref.samples)
         if memo is not None:
             memo.put(("compare", row.window, ref.window), row.ratios[k])
+
+
+def summarize_run(store: Store, run_ids: Iterable[str], *, device: str | None = None, **kw: Any) -> list[Group]:
+    """The tables of one run's reports (e.g. one `freenet compare` over one bundle), read back from
+    the store so the report shows exactly what was stored. Older runs of the same groups are left
+    out: the report describes this run, the dashboard pools the latest runs. `device` (the store's
+    device label) narrows the read to the device the run measured."""
+    wanted = {str(r) for r in run_ids}
+    rows = [r for r in store.group_samples(device=device) if r["run_id"] in wanted]
+    missing = len(wanted) - len(rows)
+    if missing:
+        raise RuntimeError(f"{missing} of this run's {len(wanted)} reports are not in the store (or not among "
+                           "the latest of their groups): the report would not match what was stored")
+    return summarize_groups(rows, **kw)

@@ -99,7 +99,7 @@ def test_head_is_the_newest_revision():
 
     script = ScriptDirectory.from_config(migrations.alembic_config())
     assert script.get_current_head() == migrations.HEAD
-    assert [s.revision for s in script.walk_revisions()][::-1] == ["0001", "0002", "0003"]
+    assert [s.revision for s in script.walk_revisions()][::-1] == ["0001", "0002", "0003", "0004"]
 
 
 def test_first_revision_filled_then_upgraded_keeps_every_report(db_url, make_report):
@@ -128,12 +128,17 @@ def test_second_revision_holds_parity_failed_and_upgrades(db_url, make_report):
     _check_intact(db_url, docs)
 
 
-@pytest.mark.parametrize("revision", ["0001", "0002"])
-def test_database_made_before_migrations_is_recognised_and_stamped(db_url, make_report, revision):
+@pytest.mark.parametrize("made_by", ["0001", "0002", "0002+pairing_codes"])
+def test_database_made_before_migrations_is_recognised_and_stamped(db_url, make_report, made_by):
+    revision = made_by[:4]
     engine = make_engine(db_url)
     migrations.upgrade(engine, revision)
     with engine.begin() as conn:  # what create_all left behind: the tables, no alembic_version
         conn.execute(sa.text("DROP TABLE alembic_version"))
+        if made_by.endswith("pairing_codes"):  # main's create_all once the browser runner landed
+            conn.execute(sa.text("CREATE TABLE pairing_codes (code_hash VARCHAR(64) PRIMARY KEY, "
+                                 "created_at TIMESTAMP NOT NULL, expires_at TIMESTAMP NOT NULL, "
+                                 "used_at TIMESTAMP, token_id VARCHAR(16) REFERENCES tokens (id))"))
         assert migrations.current_revision(conn) is None
         assert migrations.legacy_revision(conn) == revision
     docs = _docs(make_report, 10)
@@ -144,13 +149,16 @@ def test_database_made_before_migrations_is_recognised_and_stamped(db_url, make_
         assert migrations.upgrade(engine) == revision
     engine.dispose()
     _check_intact(db_url, docs)  # SQLite: Store() stamps and upgrades by itself
+    with Store(db_url) as s:  # and the browser runner's table is there either way
+        code, _ = s.create_pairing_code()
+        assert s.redeem_pairing_code(code, "phone")[1].startswith("fnt_")
 
 
 def test_postgresql_behind_is_refused_by_serve_and_store(fresh_pg, make_report):
     engine = make_engine(fresh_pg)
     migrations.upgrade(engine, "0002")
     engine.dispose()
-    with pytest.raises(migrations.SchemaOutOfDate, match="0002.*0003.*freenet db upgrade"):
+    with pytest.raises(migrations.SchemaOutOfDate, match="0002.*0004.*freenet db upgrade"):
         Store(fresh_pg)
     from device_bench.cli import serve
 

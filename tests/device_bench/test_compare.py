@@ -1,0 +1,165 @@
+"""The `freenet compare` report from stored reports, without exporting anything: the tables come
+from the typed summary (read back from the store), Markdown and HTML from the Jinja templates,
+error texts escaped exactly once, parity failures never shown as speed, the roofline against a
+measured ceiling, and plots with a family legend."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from device_bench.compare import ComparePlan, build_report, write_report
+from device_bench.roofline import ABOVE_CEILING, Ceiling, detect
+from device_bench.schema import Report
+from device_bench.stats import compare
+from device_bench.store import Store, device_label
+from device_bench.summary import summarize_run
+from export.manifest import Artifact, Manifest
+
+NASTY = '<tag> & "quotes"'
+FAST = [10.0, 10.2, 9.9, 10.1, 10.0, 10.3, 9.8, 10.1]
+SLOW = [20.0, 20.4, 19.8, 20.2, 20.0, 20.6, 19.6, 20.2]
+
+
+def _artifact(model: str, family: str, macs: int, params: int) -> Artifact:
+    return Artifact(id=f"{model}.onnx.onnxruntime-cpu.fp32", model=model, model_family=family, config_hash="0",
+                    format="onnx", target="onnxruntime-cpu", precision="fp32", status="ok", macs=macs, params=params)
+
+
+@pytest.fixture
+def stored(tmp_path, make_report):
+    """One run on one device: S2 twice as fast as S4 on onnxruntime, an error row with a nasty
+    text, a parity failure, an emulated GPU row, and an older run of S2 that must not be pooled."""
+    def rep(i, name, family, samples, macs=None, params=None, **top):
+        doc = make_report(i, model=name, samples=samples, **top)
+        doc["model"].update(family=family, **({"macs": macs} if macs else {}), **({"params": params} if params else {}))
+        return Report.model_validate(doc)
+
+    reports = [
+        rep(1, "freenet_s2", "freenet", FAST, macs=500_000_000),
+        rep(2, "starnet_s4", "starnet", SLOW, macs=1_000_000_000, params=5_000_000),
+        rep(3, "mobilenet_v2", "mobilenet", [], status="error", error=NASTY),
+        rep(4, "starnet_s1", "starnet", FAST, status="parity_failed",
+            parity={"reference_checked": True, "max_abs_diff": 4.5, "rel_diff": 0.9, "tolerance": 1e-3, "passed": False}),
+        rep(5, "freenet_s2", "freenet", FAST, runtime={"accelerator": "gpu", "emulated": True}),
+        rep(6, "freenet_s1", None, FAST),  # a report from before model.family: the store's one fallback
+    ]
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    older = rep(0, "freenet_s2", "freenet", [100.0] * 8, created_at="2026-11-24T10:00:07Z")
+    for r in [older, *reports]:
+        store.add_report(r)
+    this_run = reports
+    manifest = Manifest(bundle_id="b1", artifacts=[_artifact("freenet_s2", "freenet", 500_000_000, 4_000_000),
+                                                  _artifact("starnet_s4", "starnet", 1_000_000_000, 5_000_000)])
+    ceiling = Ceiling(gflops=100.0, threads=1, method="test", derived=detect({"flags": "fma avx2", "cpu MHz": "2600"}))
+    return store, this_run, manifest, ceiling, tmp_path
+
+
+def _render(stored):
+    store, reports, manifest, ceiling, tmp = stored
+    groups = summarize_run(store, [r.run_id for r in reports])
+    report = build_report(groups, reports, manifest, ComparePlan(work_dir=tmp), ceiling)
+    write_report(report, tmp / "report", reports)
+    return report, (tmp / "report" / "report.md").read_text(), (tmp / "report" / "report.html").read_text()
+
+
+def test_tables_come_from_the_summary_of_this_run_only(stored):
+    report, md, _ = _render(stored)
+    cpu = next(t for t in report.tables if t.group.accelerator == "cpu")
+    s2 = cpu.group.row("freenet_s2")
+    assert s2.samples == FAST and s2.runs == 1  # the older 100 ms run is not pooled in
+    assert [h.runtime for h in report.headline] == [cpu.label] and cpu.label == "onnxruntime 1.32.0 · cpu"
+    exact = compare(FAST, SLOW)
+    assert report.headline[0].comparison.ratio == pytest.approx(exact.ratio) == pytest.approx(0.5, abs=0.02)
+    assert report.headline[0].mac_ratio == pytest.approx(0.5) and report.headline[0].param_ratio == pytest.approx(0.8)
+    head = md.split("## Every model")[0]
+    row = next(line for line in head.splitlines() if line.startswith("| onnxruntime"))
+    assert "| 0.50× [0.49–0.51] | faster | 0.5 | 0.8 |" in row and "0.71 (desktop GPU) / 0.87 (mobile GPU)" in row
+    # 500 MMACs in 10.05 ms = 99.5 GFLOP/s, of a 100 GFLOP/s ceiling
+    s2_line = next(line for line in md.splitlines() if line.startswith("| [freenet_s2]"))
+    assert "| 99.5 |" in s2_line and "| 0.995 |" in s2_line
+
+
+def test_family_comes_from_the_report(stored):
+    report, md, html = _render(stored)
+    fams = {x.row.model: x.row.family for t in report.tables for x in t.lines}
+    assert fams == {"freenet_s1": "FreeNet", "freenet_s2": "FreeNet", "starnet_s4": "StarNet", "mobilenet_v2": "MobileNet",
+                    "starnet_s1": "StarNet"}
+    assert "| [freenet_s2](reports.json) | FreeNet |" in md and '<td class="l">MobileNet</td>' in html
+
+
+def test_error_text_is_escaped_exactly_once_in_html(stored):
+    _, md, html = _render(stored)
+    assert "&lt;tag&gt; &amp; &#34;quotes&#34;" in html
+    assert "&amp;lt;" not in html and "&amp;amp;" not in html and "<tag>" not in html
+    assert '`<tag> & "quotes"`' in md  # Markdown: verbatim, in a code span
+
+
+def test_parity_failed_is_never_a_speed_result(stored):
+    report, md, html = _render(stored)
+    line = next(x for t in report.tables for x in t.lines if x.row.model == "starnet_s1")
+    assert line.status == "parity_failed" and not line.speed and line.gflops is None and line.of_peak is None
+    md_row = next(r for r in md.splitlines() if r.startswith("| starnet_s1"))
+    assert "parity failed" in md_row and "relative difference 9.0e-01 > tolerance 1e-03" in md_row
+    cells = [c.strip() for c in md_row.strip("|").split("|")]
+    assert cells[3:8] == ["—"] * 5  # no median, interval, ratio or roofline
+    assert cells[8] == "4.50"
+    assert "parity failed" in html
+
+
+def test_emulated_rows_are_shown_but_never_speed(stored):
+    report, md, _ = _render(stored)
+    gpu = next(t for t in report.tables if t.group.accelerator == "gpu")
+    assert gpu.group.emulated and "(emulated)" in gpu.label and not any(x.speed for x in gpu.lines)
+    assert all(h.runtime != gpu.label for h in report.headline)
+    assert "emulated: not a speed result" in md
+
+
+def test_fraction_above_the_ceiling_says_why(stored):
+    store, reports, manifest, _, tmp = stored
+    low = Ceiling(gflops=50.0, threads=1, method="test", derived=detect({}))
+    report = build_report(summarize_run(store, [r.run_id for r in reports]), reports, manifest, ComparePlan(work_dir=tmp), low)
+    write_report(report, tmp / "low")
+    md = (tmp / "low" / "report.md").read_text()
+    s2_line = next(line for line in md.splitlines() if line.startswith("| [freenet_s2]"))
+    assert "1.99 †" in s2_line and f"† {ABOVE_CEILING}" in md
+    assert f'title="{ABOVE_CEILING}"' in (tmp / "low" / "report.html").read_text()
+
+
+def test_html_is_the_same_report_as_markdown(stored):
+    _, md, html = _render(stored)
+    for needle in ("FreeNet-S2 / StarNet-S4", "onnxruntime 1.32.0 · cpu", "0.71 (desktop GPU)", "Export status", "measured ceiling 100 GFLOP/s"):
+        assert needle in md and needle in html, needle
+    assert re.search(r'<img class="plot" src="latency_vs_macs.png"', html) and "![latency vs MACs](latency_vs_macs.png)" in md
+    assert "<table" in html and "|---" not in html
+
+
+def test_plots_have_a_family_legend(stored, monkeypatch):
+    from matplotlib.axes import Axes
+
+    legends = []
+    real = Axes.legend
+
+    def spy(self, *a, **k):
+        leg = real(self, *a, **k)
+        legends.append([t.get_text() for t in leg.get_texts()])
+        return leg
+
+    monkeypatch.setattr(Axes, "legend", spy)
+    _render(stored)
+    tmp = stored[4]
+    assert ["FreeNet", "StarNet"] in legends  # latency vs MACs, by family (MobileNet errored)
+    assert any("measured here (95% interval)" in labels for labels in legends)  # ratio plot
+    assert (tmp / "report" / "latency_vs_macs.png").stat().st_size > 10_000
+    assert json.loads((tmp / "report" / "reports.json").read_text())[0]["model"]["name"] == "freenet_s2"
+
+
+def test_summarize_run_refuses_a_run_the_store_does_not_have(stored):
+    store, reports, *_ = stored
+    with pytest.raises(RuntimeError, match="not in the store"):
+        summarize_run(store, [r.run_id for r in reports] + ["00000000-0000-0000-0000-000000000000"])
+    with pytest.raises(RuntimeError, match="6 of this run's 6 reports"):
+        summarize_run(store, [r.run_id for r in reports], device="another phone")
+    assert len(summarize_run(store, [r.run_id for r in reports], device=device_label(reports[0]))) == 2
