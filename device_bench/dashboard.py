@@ -21,7 +21,7 @@ from markupsafe import Markup
 from device_bench.schema import Report
 from device_bench.stats import fmt, fmt_ratio
 from device_bench.store import Store
-from device_bench.summary import PAIR, ModelRow, StatsMemo
+from device_bench.summary import PAIR, ModelRow
 
 # Autoescape by extension: *.html templates escape every value exactly once; *.md templates
 # (the compare report's Markdown) are plain text.
@@ -38,7 +38,6 @@ FAMILY_COLORS = {"FreeNet": "#d62728", "StarNet": "#1f77b4", "MobileNet": "#2ca0
 
 
 PAGE_SIZE = 50  # rows of the "latest reports" table per page
-_rendered = StatsMemo(max_entries=256)  # (summary version, baseline, filters) -> the tables' HTML
 
 
 def render_index(store: Store, *, baseline: str | None = None, device: str | None = None,
@@ -49,15 +48,16 @@ def render_index(store: Store, *, baseline: str | None = None, device: str | Non
     filters = {"device": device, "runtime": runtime, "accelerator": accelerator}
     # The tables are a pure function of the groups' windows: keyed by every matching group's
     # (id, n_reports) (see Store.summary_version), unchanged reports are not summarised or rendered again.
-    key = (store.summary_version(**filters), baseline, tuple(filters.items()))
-    groups_html = _rendered.get(key)
+    # Kept in the store's own memo: a version is only meaningful for the database it was read from.
+    key = ("dashboard", store.summary_version(**filters), baseline, tuple(filters.items()))
+    groups_html = store.memo.get(key)
     if groups_html is None:
         groups = store.summary(baseline=baseline, with_samples=False, **filters)
         for g in groups:
             g.plot_url = "/plots/latency_vs_macs.svg?" + urlencode(
                 {"device": g.device, "runtime": g.runtime, "accelerator": g.accelerator})
         groups_html = Markup(env.get_template("groups.html").render(groups=groups, baseline=baseline))
-        _rendered.put(key, groups_html)
+        store.memo.put(key, groups_html)
     selected = {"device": device, "runtime": runtime, "accelerator": accelerator}
     keep = {k: v for k, v in {**selected, "baseline": baseline}.items() if v}
     return env.get_template("index.html").render(
