@@ -1,63 +1,141 @@
-"""Aggregator storage benchmark: ingest throughput and summary latency at 100k stored reports.
+"""Aggregator storage benchmark: ingest throughput and summary latency, targets side by side.
 
 Measures, on SQLite (WAL file) and PostgreSQL (the cluster of scripts/setup_postgres.sh or
-FREENET_TEST_PG_URL):
-  * embedded ingest: `Store.add_report` one report per transaction, one thread (reports/s);
-  * HTTP ingest: `POST /api/v1/reports` to a real uvicorn server from 8 client threads (reports/s);
-  * query latency once the database holds --reports reports (filled in bulk with
-    `Store.add_reports`): `summary()` (the dashboard/compare computation, bootstrap included),
-    `query(limit=100)` and `count()` — medians of --repeats runs.
-Usage: python benchmarks/bench_ingest.py [--reports 100000] [--only sqlite|postgresql]
+FREENET_TEST_PG_URL), with reports of 300 raw samples each:
+  * Store ingest: `Store.add_report(dict)` one report per transaction (validation included), and
+    `Store.add_batch` of already validated reports in flushes of 100 (a runner's queue);
+  * HTTP ingest: `POST /api/v1/reports` and `POST /api/v1/reports/batch` (100 per request) to a
+    real `freenet serve` from 8 client processes;
+  * the curve at each --sizes (the database filled in bulk with `Store.add_batch`, never through
+    HTTP): the full dashboard summary (`Store.summary()`, bootstrap included) cold (empty memo and
+    window cache, as after a restart), warm (nothing changed since the last one) and after one new
+    report in each of 8 groups; one group's summary; the dashboard's first page, its compare JSON
+    and a report listing through HTTP; `count()`. Latencies are medians of --repeats runs.
+Usage: nice python benchmarks/bench_ingest.py [--sizes 10000,100000,1000000] [--only sqlite|postgresql]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
-import random
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
+from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from device_bench.schema import Report  # noqa: E402
 from device_bench.stats import fmt  # noqa: E402
-from device_bench.store import Store  # noqa: E402
+from device_bench.store import Store, _values, group_key_hash  # noqa: E402
+from device_bench.store import reports as reports_table  # noqa: E402
 
 DEVICES = [("Google", "Pixel 8", "Tensor G3"), ("Samsung", "SM-S921B", "Exynos 2400"),
            ("Apple", "iPhone15,2", "A16 Bionic"), ("AMD", "EPYC 7B13", "x86_64")]
 RUNTIMES = [("litert", "gpu"), ("litert", "xnnpack"), ("onnxruntime", "nnapi"), ("executorch", "xnnpack")]
 MODELS = [("freenet_s1", 300e6), ("freenet_s2", 547e6), ("starnet_s2", 547e6), ("starnet_s4", 1050e6),
           ("mobilenetv2_100", 300e6), ("mobilenetv4_conv_small", 190e6)]
+SAMPLES = 300  # raw samples per report ("realistic size")
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+# (target text, predicate on the measured value) per metric; None: shown without a target.
+TARGETS = {
+    "Store.add_report, 1 per transaction (reports/s)": None,
+    "Store.add_batch, flushes of 100 (reports/s)": (">= 5000", lambda v: v >= 5000),
+    "HTTP POST /reports, 8 clients (reports/s)": (">= 1000", lambda v: v >= 1000),
+    "HTTP POST /reports/batch x100, 8 clients (reports/s)": (">= 1000", lambda v: v >= 1000),
+}
 
 
-def make_report(rng: random.Random, n_samples: int = 20) -> dict:
-    man, model, soc = rng.choice(DEVICES)
-    runtime, acc = rng.choice(RUNTIMES)
-    name, macs = rng.choice(MODELS)
-    base = macs / 1e8 * rng.uniform(0.9, 1.1)
-    return {
-        "schema_version": "1", "run_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-        "created_at": "2026-11-25T10:00:00Z", "started_at": "2026-11-25T09:59:00Z", "finished_at": "2026-11-25T10:00:00Z",
-        "client": {"app": "bench", "platform": "android", "app_version": "0"},
-        "device": {"manufacturer": man, "model": model, "soc": soc, "os": "android", "os_version": "15"},
-        "runtime": {"name": runtime, "version": "1", "accelerator": acc, "emulated": False},
-        "model": {"name": name, "artifact_id": name, "format": "tflite", "precision": "fp32",
-                  "sha256": "0" * 64, "input_shape": [1, 3, 224, 224], "macs": int(macs)},
-        "timing": {"load_ms": 50.0, "first_inference_ms": base * 2, "warmup_runs": 5,
-                   "samples_ms": [round(base * rng.lognormvariate(0, 0.05), 4) for _ in range(n_samples)]},
-        "thermal": {"before": "nominal", "after": "nominal"}, "status": "ok",
-    }
+class Generator:
+    """Reports of 4 devices x 4 runtimes x 6 models (96 groups), created_at one second apart."""
+
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.i = 0
+
+    def doc(self) -> dict:
+        rng, self.i = self.rng, self.i + 1
+        man, model, soc = DEVICES[rng.integers(len(DEVICES))]
+        runtime, acc = RUNTIMES[rng.integers(len(RUNTIMES))]
+        name, macs = MODELS[rng.integers(len(MODELS))]
+        base = macs / 1e8 * rng.uniform(0.9, 1.1)
+        t = T0 + timedelta(seconds=self.i)
+        iso = t.isoformat().replace("+00:00", "Z")
+        return {
+            "schema_version": "1", "run_id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
+            "created_at": iso, "started_at": iso, "finished_at": iso,
+            "client": {"app": "bench", "platform": "android", "app_version": "0"},
+            "device": {"manufacturer": man, "model": model, "soc": soc, "os": "android", "os_version": "15"},
+            "runtime": {"name": runtime, "version": "1", "accelerator": acc, "emulated": False},
+            "model": {"name": name, "artifact_id": name, "format": "tflite", "precision": "fp32",
+                      "sha256": "0" * 64, "input_shape": [1, 3, 224, 224], "macs": int(macs)},
+            "timing": {"load_ms": 50.0, "first_inference_ms": base * 2, "warmup_runs": 5,
+                       "samples_ms": np.round(base * rng.lognormal(0, 0.05, SAMPLES), 4).tolist()},
+            "thermal": {"before": "nominal", "after": "nominal"}, "status": "ok",
+        }
+
+    def fast_reports(self, n: int) -> list[Report]:
+        """Validated reports for bulk fill: one validated template per group, copied with a new
+        run id, time and samples (validation of 1M reports would dominate the fill)."""
+        out = []
+        for _ in range(n):
+            d = self.doc()
+            key = (d["device"]["model"], d["runtime"]["name"], d["runtime"]["accelerator"], d["model"]["name"])
+            tpl = self._templates.get(key) if hasattr(self, "_templates") else None
+            if tpl is None:
+                self.__dict__.setdefault("_templates", {})[key] = tpl = Report.model_validate_json(_dumps(d))
+            t = datetime.fromisoformat(d["created_at"].replace("Z", "+00:00"))
+            out.append(tpl.model_copy(update={
+                "run_id": uuid.UUID(d["run_id"]), "created_at": t, "started_at": t, "finished_at": t,
+                "timing": tpl.timing.model_copy(update={"samples_ms": d["timing"]["samples_ms"]}),
+            }))
+        return out
+
+
+def _dumps(d) -> bytes:
+    import json
+
+    return json.dumps(d).encode()
+
+
+def bulk_fill(store: Store, reports: list[Report]) -> None:
+    """Bench data in bulk, bypassing HTTP: rows built by the store's own `_values` and counted in
+    report_groups in the same transaction. SQLite: `Store.add_batch` (already an executemany);
+    PostgreSQL: COPY, then the group counts (the reports are new: run ids are random)."""
+    if store.dialect == "sqlite" or len(reports) < 200:
+        store.add_batch(reports)
+        return
+    rows = [_values(r, None) for r in reports]
+    missing = [r for r, row in zip(reports, rows) if group_key_hash(row) not in store._group_ids]
+    if missing:  # a group seen for the first time: created the ordinary way
+        store.add_batch(missing)
+        gone = {id(r) for r in missing}
+        return bulk_fill(store, [r for r in reports if id(r) not in gone])
+    counts = Counter()
+    for row in rows:
+        row["group_id"] = store._group_ids[group_key_hash(row)]
+        counts[row["group_id"]] += 1
+    cols = [c.name for c in reports_table.columns if c.name != "id"]
+    with store._write() as conn:
+        cur = conn.connection.driver_connection.cursor()
+        with cur.copy(f"COPY reports ({', '.join(cols)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(tuple(row[c] for c in cols))
+        cur.executemany("UPDATE report_groups SET n_reports = n_reports + %s WHERE id = %s",
+                        [(k, g) for g, k in sorted(counts.items())])
 
 
 def pg_url() -> str:
@@ -87,101 +165,199 @@ def fresh_db(kind: str, tmp: Path) -> tuple[str, callable]:
     return make_url(base).set(database=name).render_as_string(hide_password=False), drop
 
 
-def bench_http(url: str, rng: random.Random, n: int, clients: int = 8) -> float:
-    with Store(url) as s:
-        token = s.create_token("bench")[1]
-    port = 18000 + rng.randrange(1000)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "device_bench.cli", "serve", "--db", url, "--port", str(port),
-                             "--log-level", "warning"], cwd=ROOT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
+class Server:
+    def __init__(self, url: str):
+        self.port = 18000 + int.from_bytes(os.urandom(2), "little") % 2000
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "device_bench.cli", "serve", "--db", url,
+                                      "--port", str(self.port), "--log-level", "warning"], cwd=ROOT, env=env)
+        for _ in range(600):
             try:
-                if httpx.get(base + "/api/v1/health", timeout=1).status_code == 200:
-                    break
+                if httpx.get(self.base + "/api/v1/health", timeout=1).status_code == 200:
+                    return
             except httpx.HTTPError:
                 time.sleep(0.1)
-        docs = [make_report(rng) for _ in range(n)]
-        chunks = [docs[i::clients] for i in range(clients)]
-        errors: list[int] = []
+        raise RuntimeError("server did not start")
 
-        def run(chunk: list[dict]) -> None:
-            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
-                for d in chunk:
-                    r = c.post("/api/v1/reports", json=d)
-                    if r.status_code != 201:
-                        errors.append(r.status_code)
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used (user + system), from /proc."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-        threads = [threading.Thread(target=run, args=(c,)) for c in chunks]
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def _client(args) -> list[int]:
+    base, token, path, bodies = args
+    bad = []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/json"}, timeout=120) as c:
+        for body in bodies:
+            r = c.post(path, content=body)
+            if r.status_code not in (200, 201) or (path.endswith("batch") and '"status":422' in r.text):
+                bad.append(r.status_code)
+    return bad
+
+
+def http_ingest(server: Server, token: str, bodies: list[bytes], path: str, clients: int = 8) -> float:
+    """Bodies split over `clients` processes (no shared GIL with the server or each other)."""
+    chunks = [(server.base, token, path, bodies[i::clients]) for i in range(clients)]
+    with mp.get_context("fork").Pool(clients) as pool:
+        pool.map(_client, [(server.base, token, "/api/v1/health", [])] * clients)  # start the workers
         t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        bad = [s for r in pool.map(_client, chunks) for s in r]
         dt = time.perf_counter() - t0
-        if errors:
-            raise RuntimeError(f"HTTP ingest errors: {sorted(set(errors))}")
-        return n / dt
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    if bad:
+        raise RuntimeError(f"HTTP ingest errors: {sorted(set(bad))}")
+    return dt
 
 
-def timed(fn, repeats: int) -> float:
+def timed(fn, repeats: int, before=None) -> float:
     times = []
     for _ in range(repeats):
+        if before is not None:
+            before()
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1000)
     return statistics.median(times)
 
 
-def bench(kind: str, total: int, single: int, http_n: int, repeats: int) -> dict[str, float]:
-    rng = random.Random(0)
-    with tempfile.TemporaryDirectory() as tmp:
+def http_ms(url: str, repeats: int) -> float:
+    with httpx.Client(timeout=120) as c:
+        def get():
+            r = c.get(url)
+            r.raise_for_status()
+        get()  # the first request after start-up fills the server's memo; later ones are served warm
+        return timed(get, repeats)
+
+
+def _bench_ingest(url: str, gen: Generator, args, res: dict[str, float]) -> None:
+    import json
+
+    with Store(url) as store:
+        docs = [gen.doc() for _ in range(args.single)]
+        t0, c0 = time.perf_counter(), time.process_time()
+        for d in docs:
+            store.add_report(d)
+        res["Store.add_report, 1 per transaction (reports/s)"] = len(docs) / (time.perf_counter() - t0)
+        res["  CPU per report, add_report (us)"] = (time.process_time() - c0) / len(docs) * 1e6
+        reps = [Report.model_validate_json(_dumps(gen.doc())) for _ in range(args.batch)]
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i in range(0, len(reps), 100):
+            store.add_batch(reps[i:i + 100])
+        res["Store.add_batch, flushes of 100 (reports/s)"] = len(reps) / (time.perf_counter() - t0)
+        res["  CPU per report, add_batch (us)"] = (time.process_time() - c0) / len(reps) * 1e6
+        token = store.create_token("bench")[1]
+    server = Server(url)
+    try:
+        bodies = [_dumps(gen.doc()) for _ in range(args.http)]
+        cpu0 = server.cpu_s()
+        res["HTTP POST /reports, 8 clients (reports/s)"] = len(bodies) / http_ingest(
+            server, token, bodies, "/api/v1/reports")
+        res["  server CPU per report, POST /reports (us)"] = (server.cpu_s() - cpu0) / len(bodies) * 1e6
+        docs = [gen.doc() for _ in range(args.http * 2)]
+        bodies = [json.dumps({"reports": docs[i:i + 100]}).encode() for i in range(0, len(docs), 100)]
+        cpu0 = server.cpu_s()
+        res["HTTP POST /reports/batch x100, 8 clients (reports/s)"] = len(docs) / http_ingest(
+            server, token, bodies, "/api/v1/reports/batch")
+        res["  server CPU per report, POST /reports/batch (us)"] = (server.cpu_s() - cpu0) / len(docs) * 1e6
+    finally:
+        server.stop()
+
+
+def bench(kind: str, sizes: list[int], args) -> dict[str, float]:
+    gen = Generator(0)
+    res: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
         url, drop = fresh_db(kind, Path(tmp))
         try:
-            res: dict[str, float] = {}
-            with Store(url) as store:
-                docs = [make_report(rng) for _ in range(single)]
-                t0 = time.perf_counter()
-                for d in docs:
-                    store.add_report(d)
-                res["embedded ingest (reports/s)"] = single / (time.perf_counter() - t0)
-            res["HTTP ingest, 8 clients (reports/s)"] = bench_http(url, rng, http_n)
-            with Store(url) as store:
-                t0 = time.perf_counter()
-                while (have := store.count()) < total:
-                    store.add_reports([make_report(rng) for _ in range(min(2000, total - have))])
-                res["bulk fill (reports/s)"] = (total - single - http_n) / (time.perf_counter() - t0)
-                res[f"summary() at {total} reports (ms)"] = timed(lambda: store.summary(), repeats)
-                res[f"summary(device, runtime, accel) at {total} (ms)"] = timed(
-                    lambda: store.summary(device="Google Pixel 8", runtime="litert", accelerator="gpu"), repeats)
-                res[f"query(limit=100) at {total} (ms)"] = timed(lambda: store.query(limit=100), repeats)
-                res[f"count() at {total} (ms)"] = timed(store.count, repeats)
+            if args.skip_ingest:
+                pass
+            else:
+                _bench_ingest(url, gen, args, res)
+            for size in sizes:
+                with Store(url) as store:
+                    t0, have = time.perf_counter(), store.count()
+                    while (now := store.count()) < size:
+                        bulk_fill(store, gen.fast_reports(min(5000, size - now)))
+                    print(f"[{kind}] filled {have} -> {size} reports at "
+                          f"{(size - have) / (time.perf_counter() - t0):.0f}/s", file=sys.stderr, flush=True)
+                    cold = lambda: (store.memo.clear(), store._window_cache.clear())  # noqa: E731
+                    res[f"{size}: full summary, cold (ms)"] = timed(lambda: store.summary(with_samples=False),
+                                                                   args.repeats, before=cold)
+                    store.summary(with_samples=False)
+                    res[f"{size}: full summary, warm (ms)"] = timed(lambda: store.summary(with_samples=False),
+                                                                   args.repeats)
+                    res[f"{size}: full summary, 8 groups changed (ms)"] = timed(
+                        lambda: store.summary(with_samples=False), args.repeats,
+                        before=lambda: store.add_batch(gen.fast_reports(8)))
+                    one = dict(device="Google Pixel 8", runtime="litert", accelerator="gpu")
+                    res[f"{size}: one group's summary, cold (ms)"] = timed(
+                        lambda: store.summary(with_samples=False, **one), args.repeats, before=cold)
+                    res[f"{size}: count() (ms)"] = timed(store.count, args.repeats)
+                server = Server(url)
+                try:
+                    res[f"{size}: HTTP GET / dashboard first page (ms)"] = http_ms(server.base + "/", args.repeats)
+                    res[f"{size}: HTTP GET /api/v1/compare (ms)"] = http_ms(server.base + "/api/v1/compare", args.repeats)
+                    res[f"{size}: HTTP GET /api/v1/reports?limit=100 (ms)"] = http_ms(
+                        server.base + "/api/v1/reports?limit=100", args.repeats)
+                finally:
+                    server.stop()
+                for k, v in res.items():  # partial results, in case a long run is cut short
+                    if k.startswith(f"{size}:"):
+                        print(f"[{kind}] {k}: {v:.1f}", file=sys.stderr, flush=True)
             return res
         finally:
             drop()
 
 
+def target_of(metric: str):
+    if metric in TARGETS:
+        return TARGETS[metric]
+    size = int(metric.split(":")[0]) if metric[0].isdigit() else None
+    if "full summary" in metric or "compare" in metric:
+        if size == 100_000:
+            return "<= 100", lambda v: v <= 100
+        if size == 1_000_000:
+            return "<= 1000", lambda v: v <= 1000
+    if "dashboard first page" in metric and size == 100_000:
+        return "<= 200", lambda v: v <= 200
+    return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reports", type=int, default=100_000)
-    ap.add_argument("--single", type=int, default=2000, help="reports ingested one by one (embedded)")
-    ap.add_argument("--http", type=int, default=1000, help="reports ingested over HTTP")
+    ap.add_argument("--sizes", default="10000,100000,1000000", help="stored reports at which to measure")
+    ap.add_argument("--single", type=int, default=2000, help="reports ingested one by one (Store.add_report)")
+    ap.add_argument("--batch", type=int, default=5000, help="reports ingested by Store.add_batch, 100 per call")
+    ap.add_argument("--http", type=int, default=4000, help="reports POSTed one per request (twice that in batches)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--only", choices=["sqlite", "postgresql"])
+    ap.add_argument("--skip-ingest", action="store_true", help="only the curve (--sizes)")
+    ap.add_argument("--tmp", default=None, help="folder for the SQLite file (default: the system temp dir)")
     args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
     kinds = [args.only] if args.only else ["sqlite", "postgresql"]
-    results = {k: bench(k, args.reports, args.single, args.http, args.repeats) for k in kinds}
-    table = Table(title=f"aggregator storage, {os.cpu_count()} CPUs (medians of {args.repeats} for latencies)")
+    results = {k: bench(k, sizes, args) for k in kinds}
+    table = Table(title=f"aggregator storage, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
+                        f"(latencies: medians of {args.repeats})")
     table.add_column("metric")
+    table.add_column("target", justify="right")
     for k in kinds:
         table.add_column(k, justify="right")
     for metric in results[kinds[0]]:
-        table.add_row(metric, *(fmt(results[k].get(metric), 1) for k in kinds))
-    Console().print(table)
+        t = target_of(metric)
+        cells = []
+        for k in kinds:
+            v = results[k].get(metric)
+            mark = "" if t is None or v is None else (" ok" if t[1](v) else " MISSED")
+            cells.append(fmt(v, 1) + mark)
+        table.add_row(metric, t[0] if t else "", *cells)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":

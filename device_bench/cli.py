@@ -1,4 +1,4 @@
-"""device_bench commands of the `freenet` CLI: `serve`, `token create/revoke/list`, `import`.
+"""device_bench commands of the `freenet` CLI: `serve`, `token create/revoke/list`, `import`, `db`.
 
 Commands stay thin: they parse options and call `server`, `store` and `importers`. Run without
 installing the package as `python -m device_bench.cli COMMAND ...` (the tests do).
@@ -39,7 +39,16 @@ def serve(
     from device_bench import web
     from device_bench.server import create_app
 
-    app = create_app(db, bundles, max_body_bytes=max_body_bytes)
+    from device_bench.migrations import SchemaOutOfDate
+    from device_bench.store import Store
+
+    try:
+        # The embedded SQLite default upgrades its schema here; PostgreSQL must be upgraded by the
+        # operator (`freenet db upgrade`) and is refused while behind.
+        store = Store(db)
+    except SchemaOutOfDate as exc:
+        raise typer.BadParameter(str(exc), param_hint="--db") from None
+    app = create_app(store=store, bundles_dir=bundles, max_body_bytes=max_body_bytes)
     try:
         ssl = web.serve_options(app, app.state.store, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
                                 self_signed_tls=self_signed_tls, pair_ttl_s=pair_ttl)
@@ -159,12 +168,58 @@ def import_reports(
             typer.echo(f"{r.run_id} {'stored' if new else 'already stored'} ({r.status})")
 
 
+db_app = typer.Typer(help="The aggregator database's schema (Alembic migrations).", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = None,
+               revision: Annotated[str, typer.Option(help="Target revision (default: the newest).")] = "head") -> None:
+    """Upgrade the database schema to the newest revision (back the database up first).
+
+    A database made before migrations is recognised by its columns and stamped first."""
+    from device_bench import migrations
+    from device_bench.store import default_db_url, make_engine
+
+    url = db or default_db_url()
+    engine = make_engine(url)
+    try:
+        start = migrations.upgrade(engine, revision)
+    finally:
+        engine.dispose()
+    typer.echo(f"upgraded {make_safe(url)} from {start or 'an empty database'} to {revision} "
+               f"(newest: {migrations.HEAD})")
+
+
+@db_app.command("current")
+def db_current(db: DbOption = None) -> None:
+    """Print the database's schema revision and the newest one this version knows."""
+    from device_bench import migrations
+    from device_bench.store import default_db_url, make_engine
+
+    engine = make_engine(db or default_db_url())
+    try:
+        with engine.connect() as conn:
+            rev = migrations.current_revision(conn)
+            legacy = migrations.legacy_revision(conn) if rev is None else None
+    finally:
+        engine.dispose()
+    state = rev or (f"none (made before migrations; matches {legacy})" if legacy else "none (empty)")
+    typer.echo(f"revision: {state}\nhead: {migrations.HEAD}")
+
+
+def make_safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add the device_bench commands to the root CLI."""
     app.command("serve")(serve)
     app.command("pair")(pair)
     app.add_typer(token_app, name="token")
     app.command("import")(import_reports)
+    app.add_typer(db_app, name="db")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import threading
 from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from device_bench.schema import Report
 from device_bench.stats import fmt, fmt_ratio
@@ -36,20 +37,40 @@ _plot_lock = threading.Lock()
 FAMILY_COLORS = {"FreeNet": "#d62728", "StarNet": "#1f77b4", "MobileNet": "#2ca02c", "other": "#7f7f7f"}
 
 
+PAGE_SIZE = 50  # rows of the "latest reports" table per page
+
+
 def render_index(store: Store, *, baseline: str | None = None, device: str | None = None,
-                 runtime: str | None = None, accelerator: str | None = None) -> str:
-    groups = store.summary(baseline=baseline, device=device, runtime=runtime, accelerator=accelerator)
-    for g in groups:
-        g.plot_url = "/plots/latency_vs_macs.svg?" + urlencode(
-            {"device": g.device, "runtime": g.runtime, "accelerator": g.accelerator})
+                 runtime: str | None = None, accelerator: str | None = None, cursor: str | None = None) -> str:
+    """The dashboard: the summary tables (memoised in the store, see summary.StatsMemo) and one
+    page of the latest reports, older pages by cursor (cost independent of the page's depth)."""
+    page = store.page(limit=PAGE_SIZE, cursor=cursor, device=device, runtime=runtime, accelerator=accelerator)
+    filters = {"device": device, "runtime": runtime, "accelerator": accelerator}
+    # The tables are a pure function of the groups' windows: keyed by every matching group's
+    # (id, n_reports) (see Store.summary_version), unchanged reports are not summarised or rendered again.
+    # Kept in the store's own memo: a version is only meaningful for the database it was read from.
+    key = ("dashboard", store.summary_version(**filters), baseline, tuple(filters.items()))
+    groups_html = store.memo.get(key)
+    if groups_html is None:
+        groups = store.summary(baseline=baseline, with_samples=False, **filters)
+        for g in groups:
+            g.plot_url = "/plots/latency_vs_macs.svg?" + urlencode(
+                {"device": g.device, "runtime": g.runtime, "accelerator": g.accelerator})
+        groups_html = Markup(env.get_template("groups.html").render(groups=groups, baseline=baseline))
+        store.memo.put(key, groups_html)
+    selected = {"device": device, "runtime": runtime, "accelerator": accelerator}
+    keep = {k: v for k, v in {**selected, "baseline": baseline}.items() if v}
     return env.get_template("index.html").render(
-        groups=groups,
-        latest=store.query(limit=20, device=device, runtime=runtime, accelerator=accelerator),
+        groups_html=groups_html,
+        empty=groups_html.strip() == "",
+        latest=page.rows,
+        older_url="/?" + urlencode({**keep, "cursor": page.next_cursor}) + "#latest" if page.next_cursor else None,
+        newest_url="/?" + urlencode(keep) + "#latest" if cursor else None,
         total=store.count(),
         baseline=baseline,
         choices={"model": store.distinct("model"), "device": store.distinct("device"),
                  "runtime": store.distinct("runtime"), "accelerator": store.distinct("accelerator")},
-        selected={"device": device, "runtime": runtime, "accelerator": accelerator},
+        selected=selected,
     )
 
 
@@ -63,7 +84,8 @@ def latency_vs_macs_svg(store: Store, *, device: str | None = None, runtime: str
     """Median latency (p10–p90 bars) against GMACs, one colour per model family.
 
     Emulated rows and rows without MACs or raw samples are left out (the title says how many)."""
-    groups = store.summary(device=device, runtime=runtime, accelerator=accelerator, with_ratios=False)
+    groups = store.summary(device=device, runtime=runtime, accelerator=accelerator, with_ratios=False,
+                           with_samples=False)
     rows = [r for g in groups for r in g.rows]
     with _plot_lock:
         from matplotlib.figure import Figure

@@ -9,6 +9,7 @@ artifacts from (every file with an `X-Content-SHA256` header). Validation and st
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -20,18 +21,28 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from device_bench.schema import SCHEMA_VERSION, Report, parse_report
 from device_bench.store import Store
+from device_bench.summary import StatsMemo
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024  # a report at the schema's bounds (100k samples) fits
 MAX_BATCH = 1000  # reports per batch request
+MAX_PAGE = 1000  # rows per page of GET /api/v1/reports
 BATCH_BODY_FACTOR = 16  # a batch may be this many times the single-report body limit
+INLINE_PARSE_BYTES = 64 * 1024  # larger report bodies are validated in a worker thread
+TOKEN_CACHE_S = 1.0  # a revocation by another process (the CLI) is refused within this
 
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _BatchBody(BaseModel):
+    """The batch body when every item is a valid report (other keys are ignored, as below)."""
+
+    reports: Annotated[list[Report], Field(max_length=MAX_BATCH)]
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -79,6 +90,7 @@ def create_app(
     store = store or Store(db_url)
     bundles = Path(bundles_dir).resolve() if bundles_dir else None
     hashes = _Sha256Cache()
+    compare_cache = StatsMemo(max_entries=256)  # (summary version, query) -> rendered JSON
     app = FastAPI(
         title="FreeNet benchmark aggregator",
         version=SCHEMA_VERSION,
@@ -114,10 +126,13 @@ def create_app(
         except _BodyTooLarge:
             return JSONResponse({"detail": f"report body larger than {max_body_bytes} bytes"}, status_code=413)
         try:
-            report = await run_in_threadpool(parse_report, body)
+            # A report of usual size validates in tens of microseconds: on the event loop, without
+            # a worker-thread hop; a large one (up to max_body_bytes) in a worker thread.
+            report = parse_report(body) if len(body) <= INLINE_PARSE_BYTES else await run_in_threadpool(parse_report, body)
         except ValidationError as exc:
             return JSONResponse({"detail": _field_errors(exc)}, status_code=422)
-        new = await run_in_threadpool(store.add_report, report, token_id=info.id)
+        # Answered only once the group-commit transaction holding it has committed.
+        (new,) = await asyncio.wrap_future(store.ingest_future([report], token_id=info.id))
         run_id = str(report.run_id)
         return JSONResponse({"run_id": run_id, "stored": new, "url": f"/reports/{run_id}"},
                             status_code=201 if new else 200)
@@ -134,16 +149,26 @@ def create_app(
             body = await _read_limited(request, limit)
         except _BodyTooLarge:
             return JSONResponse({"detail": f"batch body larger than {limit} bytes; send fewer reports per batch"}, status_code=413)
-        try:
-            items = json.loads(body)["reports"]
-            if not isinstance(items, list):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            return JSONResponse({"detail": 'the body must be a JSON object {"reports": [report, ...]}'}, status_code=422)
-        if len(items) > MAX_BATCH:
-            return JSONResponse({"detail": f"at most {MAX_BATCH} reports per batch, got {len(items)}"}, status_code=413)
 
-        def ingest() -> list[dict[str, Any]]:
+        def ingest() -> JSONResponse:
+            try:
+                # Usual case, every report valid: one validation pass over the whole body.
+                reports = _BatchBody.model_validate_json(body).reports
+            except ValidationError:
+                pass  # malformed, too long, or some report invalid: judged one by one below
+            else:
+                news = store.ingest(reports, token_id=info.id)
+                return JSONResponse({"results": [
+                    {"index": i, "run_id": str(r.run_id), "status": 201 if new else 200, "url": f"/reports/{r.run_id}"}
+                    for i, (r, new) in enumerate(zip(reports, news))]})
+            try:
+                items = json.loads(body)["reports"]
+                if not isinstance(items, list):
+                    raise TypeError
+            except (ValueError, KeyError, TypeError):
+                return JSONResponse({"detail": 'the body must be a JSON object {"reports": [report, ...]}'}, status_code=422)
+            if len(items) > MAX_BATCH:
+                return JSONResponse({"detail": f"at most {MAX_BATCH} reports per batch, got {len(items)}"}, status_code=413)
             results: list[dict[str, Any]] = []
             valid: list[tuple[int, Report]] = []
             for i, item in enumerate(items):
@@ -157,12 +182,12 @@ def create_app(
                                     "status": 422, "detail": _field_errors(exc)})
                 except ValueError as exc:
                     results.append({"index": i, "run_id": None, "status": 422, "detail": str(exc)})
-            news = store.add_batch([r for _, r in valid], token_id=info.id)
+            news = store.ingest([r for _, r in valid], token_id=info.id)
             for (i, r), new in zip(valid, news):
                 results[i].update(run_id=str(r.run_id), status=201 if new else 200, url=f"/reports/{r.run_id}")
-            return results
+            return JSONResponse({"results": results})
 
-        return JSONResponse({"results": await run_in_threadpool(ingest)})
+        return await run_in_threadpool(ingest)
 
     async def _device_token(request: Request):
         auth = request.headers.get("authorization", "")
@@ -171,7 +196,10 @@ def create_app(
             raise HTTPException(401, "missing device token: send 'Authorization: Bearer <token>' "
                                 "(create one with `freenet token create --device NAME`)",
                                 headers={"WWW-Authenticate": 'Bearer realm="freenet"'})
-        info = await run_in_threadpool(store.lookup_token, token.strip())
+        token = token.strip()
+        # A known token seen in the last TOKEN_CACHE_S is checked without a query (see lookup_token).
+        info = store.cached_token(token, max_age=TOKEN_CACHE_S) or await run_in_threadpool(
+            lambda: store.lookup_token(token, max_age=TOKEN_CACHE_S))
         if info is None:
             raise HTTPException(401, "unknown device token", headers={"WWW-Authenticate": 'Bearer realm="freenet"'})
         if info.revoked:
@@ -186,13 +214,18 @@ def create_app(
         accelerator: str | None = None,
         platform: str | None = None,
         status: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
     ) -> dict[str, Any]:
-        """Stored reports (indexed fields, newest first); full JSON at /api/v1/reports/{run_id}."""
-        rows = store.query(model=model, device=device, runtime=runtime, accelerator=accelerator,
-                           platform=platform, status=status, limit=limit, offset=offset)
-        return {"reports": [r.as_dict() for r in rows], "limit": limit, "offset": offset}
+        """Stored reports (indexed fields), newest first, one page at a time: pass the answer's
+        `next_cursor` as `cursor` for the next (older) page; it is null on the last page. Full
+        JSON at /api/v1/reports/{run_id}."""
+        try:
+            page = store.page(model=model, device=device, runtime=runtime, accelerator=accelerator,
+                              platform=platform, status=status, limit=limit, cursor=cursor or None)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return {"reports": [r.as_dict() for r in page.rows], "limit": limit, "next_cursor": page.next_cursor}
 
     @app.get("/api/v1/reports/{run_id}", tags=["api"], response_model=Report)
     def get_report(run_id: str) -> Report:
@@ -209,11 +242,17 @@ def create_app(
         model: str | None = None,
         baseline: str | None = None,
         max_runs: Annotated[int, Query(ge=1, le=1000)] = 50,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Per device x runtime x accelerator statistics, FreeNet-S2/StarNet-S4 and baseline ratios."""
-        groups = store.summary(device=device, runtime=runtime, accelerator=accelerator, model=model,
-                               baseline=baseline, max_runs=max_runs)
-        return {"baseline": baseline, "max_runs": max_runs, "groups": [g.as_dict() for g in groups]}
+        filters = {"device": device, "runtime": runtime, "accelerator": accelerator, "model": model}
+        # Keyed by the summary version (see Store.summary_version): an unchanged answer is reused.
+        key = (store.summary_version(**filters), baseline, max_runs, tuple(filters.items()))
+        body = compare_cache.get(key)
+        if body is None:
+            groups = store.summary(baseline=baseline, max_runs=max_runs, with_samples=False, **filters)
+            body = JSONResponse({"baseline": baseline, "max_runs": max_runs, "groups": [g.as_dict() for g in groups]})
+            compare_cache.put(key, body)
+        return Response(body.body, media_type="application/json")
 
     # ---- bundles -------------------------------------------------------------------------
 
@@ -249,10 +288,14 @@ def create_app(
     from device_bench import dashboard
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index(baseline: str | None = None, device: str | None = None,
-              runtime: str | None = None, accelerator: str | None = None) -> HTMLResponse:
-        return HTMLResponse(dashboard.render_index(store, baseline=baseline or None, device=device or None,
-                                                   runtime=runtime or None, accelerator=accelerator or None))
+    def index(baseline: str | None = None, device: str | None = None, runtime: str | None = None,
+              accelerator: str | None = None, cursor: Annotated[str | None, Query(max_length=200)] = None) -> HTMLResponse:
+        try:
+            return HTMLResponse(dashboard.render_index(store, baseline=baseline or None, device=device or None,
+                                                       runtime=runtime or None, accelerator=accelerator or None,
+                                                       cursor=cursor or None))
+        except ValueError as exc:  # a cursor this server did not hand out
+            raise HTTPException(422, str(exc)) from None
 
     @app.get("/plots/latency_vs_macs.svg", include_in_schema=False)
     def plot(device: str | None = None, runtime: str | None = None, accelerator: str | None = None) -> Response:

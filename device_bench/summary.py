@@ -11,10 +11,13 @@ read back from the store) all render these objects: there is no second table bui
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from device_bench.stats import Comparison, Summary, compare, summarize
 
@@ -40,8 +43,11 @@ class ModelRow:
     macs: int | None
     run_ids: list[str]
     error_run_ids: list[str]
-    samples: list[float] = field(repr=False, default_factory=list)
+    # Pooled raw samples of the window (a float64 array); None when every number of the row came
+    # from a StatsMemo without reading them.
+    samples: Sequence[float] | None = field(repr=False, default_factory=list)
     ratios: dict[str, Comparison | None] = field(default_factory=dict)
+    window: tuple[str, ...] = field(repr=False, default=())  # run ids pooled, newest first
 
     @property
     def comparable(self) -> bool:
@@ -85,41 +91,103 @@ class Group:
         }
 
 
-def _ratio(row: ModelRow, ref: ModelRow | None) -> Comparison | None:
-    if ref is None or not (row.comparable and ref.comparable):
-        return None
-    return compare(row.samples, ref.samples)
+class StatsMemo:
+    """Results of `summarize` and `compare` keyed by the ordered run ids they were computed from.
+
+    Exact, not approximate: a stored report never changes (ingest is insert-or-ignore on run_id;
+    nothing updates or deletes a report), so the pooled samples of a given ordered run-id tuple,
+    and every number computed from them, are the same forever. A window that gains a run has a
+    new key and is computed afresh; nothing has to be invalidated, and a crash loses only the
+    memo. Bounded (least recently used entries are dropped); thread-safe."""
+
+    def __init__(self, max_entries: int = 20_000):
+        self.max_entries = max_entries
+        self._data: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple) -> Any | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: tuple, value: Any) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
 
 
 def summarize_groups(
-    runs: list[dict[str, Any]], *, baseline: str | None = None, with_ratios: bool = True
+    runs: list[dict[str, Any]],
+    *,
+    baseline: str | None = None,
+    with_ratios: bool = True,
+    memo: StatsMemo | None = None,
+    load_samples: Callable[[list[Any]], dict[Any, Any]] | None = None,
 ) -> list[Group]:
     """Build the tables from `Store.group_samples()` rows (one dict per stored report).
 
-    with_ratios=False skips the bootstrap (for the plot, which needs only medians)."""
+    with_ratios=False skips the bootstrap (for the plot, which needs only medians).
+    memo: reuse statistics of windows seen before (see StatsMemo). Runs may then come without
+    "samples" (with their "id"): `load_samples(ids) -> {id: samples}` reads only those that a
+    memo miss needs, and a row whose numbers all came from the memo has `samples=None`."""
     by_row: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
         by_row[(r["device"], r["runtime"], r["accelerator"], r["model"], r["precision"], bool(r["emulated"]))].append(r)
 
     tables: dict[tuple, list[ModelRow]] = defaultdict(list)
+    raw_of: dict[int, list[dict[str, Any]]] = {}
     for (dev, rt, acc, model, precision, emulated), items in by_row.items():
-        items.sort(key=lambda r: r["created_at"], reverse=True)
+        # Newest first; the id breaks ties in created_at so the pooled order is deterministic.
+        items.sort(key=lambda r: (r["created_at"], r.get("id", 0)), reverse=True)
         ok = [r for r in items if r["status"] == "ok"]
         raw = [r for r in ok if r["samples_kind"] == "raw"]
         agg = [r for r in ok if r["samples_kind"] == "aggregate"]
-        samples = [s for r in raw for s in r["samples"]]
         # Aggregate-only runs have no samples: show the tool's mean, never mix it into samples.
         agg_mean = (sum(r["mean_ms"] for r in agg) / len(agg)) if agg and not raw else None
         macs = next((r["macs"] for r in items if r["macs"] is not None), None)
-        tables[(dev, rt, acc)].append(ModelRow(
+        row = ModelRow(
             model=model, family=items[0]["family"], precision=precision, emulated=emulated,
             runs=len(ok), errors=len(items) - len(ok),
             samples_kind="raw" if raw else "aggregate" if agg else "none",
-            stats=summarize(samples), aggregate_mean_ms=agg_mean, macs=macs,
+            stats=None, aggregate_mean_ms=agg_mean, macs=macs,  # type: ignore[arg-type]  # set below
             run_ids=[r["run_id"] for r in ok[:LINKED_RUNS]],
             error_run_ids=[r["run_id"] for r in items if r["status"] != "ok"][:LINKED_RUNS],
-            samples=samples,
-        ))
+            samples=None,  # type: ignore[arg-type]
+        )
+        row.window = tuple(r["run_id"] for r in raw)
+        raw_of[id(row)] = raw
+        tables[(dev, rt, acc)].append(row)
+
+    def fill_samples(rows: list[ModelRow]) -> None:
+        rows = [r for r in rows if r.samples is None]
+        runs_needed = [run for r in rows for run in raw_of[id(r)] if "samples" not in run]
+        loaded = load_samples([run["id"] for run in runs_needed]) if runs_needed and load_samples else {}
+        for r in rows:
+            parts = [run["samples"] if "samples" in run else loaded[run["id"]] for run in raw_of[id(r)]]
+            # One float64 array (the store hands each run's samples as an array): no per-float Python.
+            r.samples = np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]) if parts else np.empty(0)
+
+    all_rows = [r for rows in tables.values() for r in rows]
+    for r in all_rows:
+        r.stats = memo.get(("summary", r.window)) if memo is not None else None
+    fill_samples([r for r in all_rows if r.stats is None or memo is None])
+    for r in all_rows:
+        if r.stats is None:
+            r.stats = summarize(r.samples)
+            if memo is not None:
+                memo.put(("summary", r.window), r.stats)
 
     groups = []
     for (dev, rt, acc), rows in sorted(tables.items()):
@@ -128,8 +196,8 @@ def summarize_groups(
         refs = {"freenet_s2": PAIR[0], "starnet_s4": PAIR[1]}
         if baseline:
             refs["baseline"] = baseline
-        for row in rows if with_ratios else ():
-            row.ratios = {k: _ratio(row, real.get((name, row.precision))) for k, name in refs.items()}
+        if with_ratios:
+            _ratios(rows, real, refs, memo, fill_samples)
         pair = None
         for precision in ("fp32", "fp16", "int8"):
             a, b = real.get((PAIR[0], precision)), real.get((PAIR[1], precision))
@@ -137,7 +205,32 @@ def summarize_groups(
                 pair = a.ratios["starnet_s4"]
                 break
         groups.append(Group(dev, rt, acc, rows, pair))
+    # Rows served from the memo still carry their samples when the caller handed them in.
+    fill_samples([r for r in all_rows if all("samples" in run for run in raw_of[id(r)])])
     return groups
+
+
+def _ratios(rows: list[ModelRow], real: dict[tuple, ModelRow], refs: dict[str, str],
+            memo: StatsMemo | None, fill_samples: Callable[[list[ModelRow]], None]) -> None:
+    """row.ratios for every row of one table: compare(row, reference) where both are comparable,
+    from the memo when this pair of windows was compared before."""
+    todo: list[tuple[ModelRow, str, ModelRow]] = []
+    for row in rows:
+        row.ratios = {}
+        for k, name in refs.items():
+            ref = real.get((name, row.precision))
+            if ref is None or not (row.comparable and ref.comparable):
+                row.ratios[k] = None
+                continue
+            hit = memo.get(("compare", row.window, ref.window)) if memo is not None else None
+            row.ratios[k] = hit
+            if hit is None:
+                todo.append((row, k, ref))
+    fill_samples([r for row, _, ref in todo for r in (row, ref)])
+    for row, k, ref in todo:
+        row.ratios[k] = compare(row.samples, ref.samples)
+        if memo is not None:
+            memo.put(("compare", row.window, ref.window), row.ratios[k])
 
 
 def summarize_run(store: Store, run_ids: Iterable[str], *, device: str | None = None, **kw: Any) -> list[Group]:

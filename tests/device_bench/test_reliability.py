@@ -148,3 +148,107 @@ def test_fuzzed_reports_never_5xx(tmp_path, server_factory, make_report):
         check()
     finally:
         http.close()
+
+
+# ---- batch endpoint and precomputed state --------------------------------------------------------
+
+
+def _consistent(db_url: str) -> None:
+    """Everything precomputed equals what the stored reports give: report_groups.n_reports is the
+    true count of each group, and the summary (windows from the cache, statistics from the memo)
+    equals one computed afresh from the samples in each report's own JSON."""
+    from sqlalchemy import text
+
+    from device_bench.store import GROUP_KEYS
+    from device_bench.summary import summarize_groups
+
+    with Store(db_url) as s:
+        with s.engine.connect() as conn:
+            counted = dict(conn.execute(text("SELECT group_id, COUNT(*) FROM reports GROUP BY group_id")).all())
+            kept = {g: n for g, n in conn.execute(text("SELECT id, n_reports FROM report_groups")).all() if n or g in counted}
+        assert kept == counted, "report_groups.n_reports differs from the stored reports"
+        s.summary()  # fill the memo and the window cache, then ask again
+        served = [g.as_dict() for g in s.summary(with_samples=False)]
+        runs = s.group_samples(max_runs=50)
+        for r in runs:  # the samples as the report itself carries them, not the samples column
+            r["samples"] = list(s.get_report(r["run_id"]).timing.samples_ms)
+            assert all(k in r for k in GROUP_KEYS)
+        assert served == [g.as_dict() for g in summarize_groups(runs)]
+
+
+@pytest.mark.slow
+def test_concurrent_batches_store_every_report_exactly_once(db_url, server_factory, make_report):
+    token = _token(db_url)
+    server = server_factory(db_url)
+    results: list[dict] = []
+    lock = threading.Lock()
+
+    def client(c: int) -> None:
+        with httpx.Client(base_url=server.base, headers={"Authorization": f"Bearer {token}"}, timeout=120) as http:
+            for b in range(4):
+                # Each batch overlaps the next client's ids: the same run ids race between clients.
+                docs = [make_report(((c + k // 5) % CLIENTS) * 1000 + b * 5 + k % 5,
+                                    samples=[1.0 + (c + k) % 5, 2.0, 3.0]) for k in range(10)]
+                r = http.post("/api/v1/reports/batch", json={"reports": docs})
+                assert r.status_code == 200, r.text[:300]
+                with lock:
+                    results.extend(r.json()["results"])
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(client, range(CLIENTS)))
+    unique = {x["run_id"] for x in results}
+    created = [x["run_id"] for x in results if x["status"] == 201]
+    assert sorted(created) == sorted(unique), "each run id is created exactly once"
+    assert all(x["status"] in (200, 201) for x in results)
+    with Store(db_url) as s:
+        assert s.count() == len(unique)
+    _consistent(db_url)
+
+
+@pytest.mark.slow
+def test_sigkill_during_batch_ingest_loses_nothing_acknowledged(db_url, server_factory, make_report):
+    token = _token(db_url)
+    server = server_factory(db_url)
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(c: int) -> None:
+        with httpx.Client(base_url=server.base, headers={"Authorization": f"Bearer {token}"}, timeout=10) as http:
+            for b in range(10_000):
+                if stop.is_set():
+                    return
+                docs = [make_report(c * 1_000_000 + b * 20 + k, model=("freenet_s2", "starnet_s4")[k % 2],
+                                    samples=[1.0 + k % 3, 2.0 + b % 5]) for k in range(20)]
+                try:
+                    if b % 3 == 0:  # single posts too, on the same group-commit path
+                        for d in docs[:3]:
+                            r = http.post("/api/v1/reports", json=d)
+                            if r.status_code in (200, 201):
+                                with lock:
+                                    acked.append(d["run_id"])
+                        continue
+                    r = http.post("/api/v1/reports/batch", json={"reports": docs})
+                except httpx.HTTPError:
+                    return  # died mid-request: nothing of this request was acknowledged
+                if r.status_code == 200:
+                    with lock:
+                        acked.extend(x["run_id"] for x in r.json()["results"] if x["status"] in (200, 201))
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(client, c) for c in range(8)]
+        deadline = time.monotonic() + 30
+        while len(acked) < 400 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server.kill()
+        stop.set()
+        for f in futures:
+            f.result()
+    assert len(acked) >= 400, "too few reports acknowledged before the kill to test anything"
+    server_factory(db_url)  # restarts on the killed database (SQLite: WAL recovery)
+    with Store(db_url) as s:
+        stored = {r.run_id for r in s.query(limit=10_000)}
+        assert s.count() == len(stored)
+    missing = set(acked) - stored
+    assert not missing, f"{len(missing)} acknowledged reports lost after SIGKILL"
+    _consistent(db_url)
