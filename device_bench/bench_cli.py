@@ -32,6 +32,8 @@ def bench(
     rounds: int = 5,
     runs: Annotated[int, typer.Option(help="Timed runs per model per round.")] = 10,
     threads: int = 1,
+    processes: Annotated[int, typer.Option(help="Fresh worker processes per artifact (independent repetitions; intervals from their disagreement).")] = 1,
+    pin: Annotated[bool, typer.Option(help="Pin each worker to one core (os.sched_setaffinity) where the OS allows.")] = True,
 ) -> None:
     """Measure a bundle's artifacts with this machine's runtimes and report them (schema reports)."""
     from .runner import BenchPlan, http_sink, run_bench, store_sink
@@ -39,7 +41,8 @@ def bench(
 
     if server and not token:
         raise typer.BadParameter("--server needs --token (or FREENET_TOKEN)")
-    plan = BenchPlan(bundle, _csv(runtimes), _csv(models) if models else None, _csv(precision), warmup, rounds, runs, threads)
+    plan = BenchPlan(bundle, _csv(runtimes), _csv(models) if models else None, _csv(precision), warmup, rounds, runs, threads,
+                     processes=processes, pin=pin)
     sink = http_sink(server, token) if server else store_sink(db)
     with _progress() as p:
         task = p.add_task("measuring", total=None)

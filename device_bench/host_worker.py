@@ -174,11 +174,24 @@ def _reply(obj: dict) -> None:
     _PROTO.flush()
 
 
+def _pin(cpus: list[int] | None) -> list[int] | None:
+    """Pin this process to `cpus` before any runtime starts its threads (they inherit the mask).
+    Returns the cores actually held, None when not pinned (no request, or the OS refused)."""
+    if not cpus:
+        return None
+    try:
+        os.sched_setaffinity(0, cpus)
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def main() -> int:
     global _PROTO
     _PROTO = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     spec = json.loads(sys.argv[1])
+    cpus = _pin(spec.get("cpus"))
     import importlib
 
     for mod in PREIMPORT.get(spec["runtime"], []):
@@ -197,7 +210,8 @@ def main() -> int:
                 t1 = time.perf_counter()
                 run(x)
                 t2 = time.perf_counter()
-                _reply({"load_ms": (t1 - t0) * 1e3, "first_inference_ms": (t2 - t1) * 1e3, "runtime_version": ver, **extra})
+                _reply({"load_ms": (t1 - t0) * 1e3, "first_inference_ms": (t2 - t1) * 1e3, "runtime_version": ver,
+                        **({"cpus": cpus} if cpus else {}), **extra})
             elif cmd["cmd"] == "warmup":
                 for _ in range(cmd["n"]):
                     run(x)

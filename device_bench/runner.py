@@ -52,13 +52,20 @@ class BenchPlan:
     threads: int = 1
     seed: int = 0
     checkpoint: Path | None = None  # eager PyTorch of a bundle exported from a checkpoint needs the file
+    # Independent repetitions (issue 14): every artifact is measured in `processes` fresh worker
+    # processes, one batch after another (batch p = a fresh worker per artifact of the runtime,
+    # rounds interleaved across them), one report per process with notes["process"] = "p".
+    # stats.compare_runs pools them with a hierarchical bootstrap; batch p of two models ran in
+    # the same window, so their processes pair by index.
+    processes: int = 1
+    pin: bool = True  # pin each worker to `threads` cores (os.sched_setaffinity) where the OS allows
 
     def validate(self) -> None:
         bad = [r for r in self.runtimes if r not in HOST_RUNTIMES]
         if bad:
             raise ValueError(f"unknown runtime(s) {bad}; valid: {list(HOST_RUNTIMES)}")
-        if self.warmup < 0 or self.rounds < 1 or self.runs_per_round < 1 or self.threads < 1:
-            raise ValueError("rounds, runs_per_round and threads must be >= 1 and warmup >= 0")
+        if self.warmup < 0 or self.rounds < 1 or self.runs_per_round < 1 or self.threads < 1 or self.processes < 1:
+            raise ValueError("rounds, runs_per_round, threads and processes must be >= 1 and warmup >= 0")
         if not (Path(self.bundle) / "manifest.json").is_file():
             raise FileNotFoundError(f"{self.bundle} holds no manifest.json; build one with `freenet export`")
 
@@ -109,6 +116,16 @@ def thermal_state() -> float | str:
             continue
     temps = [t for t in temps if -50 <= t <= 200]
     return max(temps) if temps else "unknown"
+
+
+def pin_cpus(threads: int) -> list[int] | None:
+    """The cores a pinned worker gets: the last `threads` of this process's allowed set (core 0
+    takes most interrupts). None where the OS has no affinity API or pinning would change nothing."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    return allowed[-threads:] if len(allowed) > threads else None
 
 
 def plan_jobs(manifest: Manifest, plan: BenchPlan, bundle: Path) -> list[Job]:
@@ -202,7 +219,8 @@ class Worker:
                 self.proc.kill()
 
 
-def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal: tuple, parity: dict) -> Report:
+def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal: tuple, parity: dict,
+            process: dict[str, str] | None = None) -> Report:
     a, rt = w.job.artifact, w.job.runtime
     fmt, accel, _ = HOST_RUNTIMES[rt]
     placement = None
@@ -249,7 +267,8 @@ def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal
         "error": None if status == "ok" else (w.error or "no samples were measured") if status == "error" else
                  f"output differs from the bundle's reference by {par.rel_diff:.2e} (relative), above the tolerance {par.tolerance:.0e}",
         "notes": {"target": a.target, "passes": ",".join(p.name for p in a.passes) or "none", **({"label": w.job.label} if w.job.label else {}),
-                  "rounds": str(plan.rounds), "runs_per_round": str(plan.runs_per_round)},
+                  "rounds": str(plan.rounds), "runs_per_round": str(plan.runs_per_round), **(process or {}),
+                  **({"cpus": ",".join(map(str, w.load["cpus"]))} if w.load.get("cpus") else {})},
     })
 
 
@@ -280,39 +299,44 @@ def measure_jobs(jobs: list[Job], plan: BenchPlan, sink: Callable[[Report], None
     """Measure jobs (possibly from several bundles) runtime by runtime, rounds interleaved."""
     device, reports, done = host_device(), [], 0
     rng = random.Random(plan.seed)
-    steps = len(jobs) * (plan.rounds + 2)
+    steps = len(jobs) * plan.processes * (plan.rounds + 2)
+    session = str(uuid.uuid4())  # groups the per-process reports of this invocation
+    cpus = pin_cpus(plan.threads) if plan.pin else None
     for rt in plan.runtimes:
         group = [j for j in jobs if j.runtime == rt]
         if not group:
             continue
-        started, t_before = datetime.now(timezone.utc), thermal_state()
-        workers = [Worker(j, _spec(j, plan)) for j in group]
-        try:
-            for w in workers:  # load + first inference + warm-up, one at a time
-                if progress:
-                    progress(f"{rt}: loading {w.job.artifact.model} {w.job.artifact.precision}", done, steps)
-                w.load = w.ask({"cmd": "load"})
-                w.ask({"cmd": "warmup", "n": plan.warmup})
-                done += 1
-            for r in range(plan.rounds):
-                order = list(workers)
-                rng.shuffle(order)
-                for w in order:
+        for p in range(plan.processes):
+            tag = f" process {p + 1}/{plan.processes}" if plan.processes > 1 else ""
+            started, t_before = datetime.now(timezone.utc), thermal_state()
+            workers = [Worker(j, {**_spec(j, plan), "cpus": cpus}) for j in group]
+            try:
+                for w in workers:  # load + first inference + warm-up, one at a time
                     if progress:
-                        progress(f"{rt}: round {r + 1}/{plan.rounds} {w.job.artifact.model}", done, steps)
-                    reply = w.ask({"cmd": "run", "n": plan.runs_per_round})
-                    w.samples.extend(reply.get("samples_ms", []))
+                        progress(f"{rt}{tag}: loading {w.job.artifact.model} {w.job.artifact.precision}", done, steps)
+                    w.load = w.ask({"cmd": "load"})
+                    w.ask({"cmd": "warmup", "n": plan.warmup})
                     done += 1
-            t_after = thermal_state()
-            for w in workers:
-                parity = w.ask({"cmd": "parity"}) if not w.error else {}
-                report = _report(w, plan, device, started, (t_before, t_after), parity if "error" not in parity else {})
-                sink(report)
-                reports.append(report)
-                done += 1
-        finally:
-            for w in workers:
-                w.close()
+                for r in range(plan.rounds):
+                    order = list(workers)
+                    rng.shuffle(order)
+                    for w in order:
+                        if progress:
+                            progress(f"{rt}{tag}: round {r + 1}/{plan.rounds} {w.job.artifact.model}", done, steps)
+                        reply = w.ask({"cmd": "run", "n": plan.runs_per_round})
+                        w.samples.extend(reply.get("samples_ms", []))
+                        done += 1
+                t_after = thermal_state()
+                proc = {"process": str(p), "processes": str(plan.processes), "session": session} if plan.processes > 1 else None
+                for w in workers:
+                    parity = w.ask({"cmd": "parity"}) if not w.error else {}
+                    report = _report(w, plan, device, started, (t_before, t_after), parity if "error" not in parity else {}, proc)
+                    sink(report)
+                    reports.append(report)
+                    done += 1
+            finally:
+                for w in workers:
+                    w.close()
     if progress:
         progress("done", steps, steps)
     return reports
