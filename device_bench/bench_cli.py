@@ -71,15 +71,18 @@ def compare_cmd(
     runtimes: Annotated[str, typer.Option(help="Host runtimes to measure.")] = "onnxruntime,litert,executorch,pytorch",
     work_dir: Annotated[Path, typer.Option(help="Bundle, database and report live here.")] = Path("freenet-data"),
     db: Annotated[str | None, typer.Option(help="Store URL (default SQLite in WORK_DIR; postgresql+psycopg://... for a team).")] = None,
-    rounds: int = 5,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds per process.")] = 2,
     runs: int = 10,
     warmup: int = 10,
+    processes: Annotated[int, typer.Option(help="Fresh worker processes per artifact; the headline interval comes from their disagreement.")] = 5,
+    anomalies: Annotated[bool, typer.Option(help="Name the op behind a runtime anomaly with a per-op profile (a few minutes).")] = True,
 ) -> None:
     """The main job: export the suite to every format, verify, measure here, store, and report."""
     from .compare import SUITE, ComparePlan, run_compare
 
     plan = ComparePlan(models=_csv(models) if models else list(SUITE), formats=_csv(formats), precisions=_csv(precision),
-                       runtimes=_csv(runtimes), work_dir=work_dir, db_url=db, rounds=rounds, runs_per_round=runs, warmup=warmup)
+                       runtimes=_csv(runtimes), work_dir=work_dir, db_url=db, rounds=rounds, runs_per_round=runs, warmup=warmup,
+                       processes=processes, profile_anomalies=anomalies)
     with _progress() as p:
         tasks: dict[str, int] = {}
 

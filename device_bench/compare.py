@@ -24,7 +24,7 @@ from export.manifest import Artifact, Manifest
 from .roofline import CpuPeak, achieved_gflops, detect, fraction_of_peak
 from .runner import DEFAULT_RUNTIMES, BenchPlan, run_bench, store_sink
 from .schema import Report
-from .stats import compare, fmt, fmt_ratio, summarize
+from .stats import compare, compare_runs, fmt, fmt_ratio, row_verdict, stability, summarize
 
 SUITE = [
     "freenet_s1", "freenet_s2", "freenet_s3", "freenet_s4",
@@ -43,10 +43,12 @@ class ComparePlan:
     runtimes: list[str] = field(default_factory=lambda: list(DEFAULT_RUNTIMES))
     work_dir: Path = Path("freenet-data")
     db_url: str | None = None  # default: SQLite file in work_dir
-    rounds: int = 5
+    rounds: int = 2  # per process
     runs_per_round: int = 10
     warmup: int = 10
     threads: int = 1
+    processes: int = 5  # fresh worker processes per artifact: the headline interval is between-process
+    profile_anomalies: bool = True  # name the op of a runtime anomaly with a per-op profile of the artifact
     input_size: int | None = None  # None: each model's own (224); smaller only for quick checks
 
     @property
@@ -67,10 +69,13 @@ def run_compare(plan: ComparePlan, progress: Progress | None = None) -> Path:
                         input_size=plan.input_size)
     manifest = export_bundle(eplan, (lambda w, d, t: progress("export", w, d, t)) if progress else None)
     bplan = BenchPlan(plan.bundle, runtimes=plan.runtimes, models=plan.models, precisions=["fp32"], warmup=plan.warmup,
-                      rounds=plan.rounds, runs_per_round=plan.runs_per_round, threads=plan.threads)
+                      rounds=plan.rounds, runs_per_round=plan.runs_per_round, threads=plan.threads,
+                      processes=plan.processes)
     reports = run_bench(bplan, store_sink(plan.db), (lambda w, d, t: progress("measure", w, d, t)) if progress else None)
     out = plan.work_dir / "report"
-    write_report(reports, manifest, out, plan)
+    from .anomaly import bundle_locator
+
+    write_report(reports, manifest, out, plan, locate=bundle_locator(plan.bundle) if plan.profile_anomalies else None)
     return out
 
 
@@ -107,17 +112,45 @@ def _rows(reports: list[Report]) -> dict[str, list[dict]]:
     return by_rt
 
 
-def headline(reports: list[Report], manifest: Manifest) -> list[dict]:
-    """FreeNet-S2 / StarNet-S4 per runtime (real hardware only)."""
+def runs_by_model(reports: list[Report]) -> dict[str, dict[str, list[list[float]]]]:
+    """runtime key -> model -> the samples of each run (process), in process order. One report per
+    process (notes["process"]) from the host runner; several reports of one device/model from
+    the apps pool the same way (each report one run)."""
+    out: dict[str, dict[str, list[tuple[int, list[float]]]]] = defaultdict(lambda: defaultdict(list))
+    for rt, rows in _rows(reports).items():
+        for x in rows:
+            r = x["report"]
+            if r.status == "ok" and not r.runtime.emulated:
+                out[rt][r.model.name].append((int(r.notes.get("process", len(out[rt][r.model.name]))), r.timing.samples_ms))
+    return {rt: {m: [s for _, s in sorted(v, key=lambda t: t[0])] for m, v in ms.items()} for rt, ms in out.items()}
+
+
+def headline(reports: list[Report], manifest: Manifest, locate=None) -> list[dict]:
+    """FreeNet-S2 / StarNet-S4 per runtime (real hardware only): the ratio with a hierarchical
+    interval over processes, the runs' stability, runtime anomalies of either model on that
+    runtime (anomaly.py), and the verdict text ("unstable: ...", "faster, driven by a runtime
+    anomaly in <op>", ...)."""
+    from .anomaly import Row, anomalies
+
     arts = {a.model: a for a in manifest.artifacts if a.macs}
     mac_ratio = arts[PAIR[0]].macs / arts[PAIR[1]].macs if PAIR[0] in arts and PAIR[1] in arts else None
     par_ratio = arts[PAIR[0]].params / arts[PAIR[1]].params if PAIR[0] in arts and PAIR[1] in arts else None
+    runs = runs_by_model(reports)
+    names = {rt: next(x["report"].runtime.name for x in rows) for rt, rows in _rows(reports).items()}
+    rows = [Row(m, names[rt], arts[m].macs, float(summarize([v for run in rs for v in run]).median))
+            for rt, ms in runs.items() for m, rs in ms.items() if m in arts]
+    found = anomalies(rows, locate=locate)
     out = []
-    for rt, rows in _rows(reports).items():
-        got = {x["report"].model.name: x["report"] for x in rows if x["report"].status == "ok" and not x["report"].runtime.emulated}
-        if PAIR[0] in got and PAIR[1] in got:
-            c = compare(got[PAIR[0]].timing.samples_ms, got[PAIR[1]].timing.samples_ms)
-            out.append({"runtime": rt, "comparison": c, "mac_ratio": mac_ratio, "param_ratio": par_ratio})
+    for rt, ms in runs.items():
+        if PAIR[0] in ms and PAIR[1] in ms:
+            a, b = ms[PAIR[0]], ms[PAIR[1]]
+            paired = len(a) == len(b) > 1
+            c = compare_runs(a, b, paired=paired)
+            stab = [stability(a, b)] if paired else [stability(a), stability(b)]
+            mine = [x for x in found if x.runtime == names[rt] and x.model in PAIR]
+            op = next((x.op for x in mine if x.op), None)
+            out.append({"runtime": rt, "comparison": c, "mac_ratio": mac_ratio, "param_ratio": par_ratio,
+                        "stability": stab, "anomalies": mine, "verdict": row_verdict(c, *stab, anomaly_op=op)})
     return out
 
 
@@ -177,10 +210,10 @@ def _ratio_plot(head: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(reports: list[Report], manifest: Manifest, out: Path, plan: ComparePlan) -> None:
+def write_report(reports: list[Report], manifest: Manifest, out: Path, plan: ComparePlan, locate=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     peak = detect()
-    head = headline(reports, manifest)
+    head = headline(reports, manifest, locate)
     arts_by_model: dict[str, list[Artifact]] = defaultdict(list)
     for a in manifest.artifacts:
         arts_by_model[a.model].append(a)
@@ -210,13 +243,18 @@ def _markdown(reports, manifest, head, arts_by_model, peak: CpuPeak, plan: Compa
         "",
         "## FreeNet-S2 / StarNet-S4",
         "",
-        "Latency ratio of medians with a 95% bootstrap interval (a difference is called only when the interval excludes 1). "
+        f"Latency ratio of medians with a 95% hierarchical bootstrap interval over {plan.processes} fresh processes per model "
+        "(a difference is called only when the interval excludes 1; a row whose processes disagree is 'unstable' and gets no verdict). "
         "The paper's claims are for a desktop GPU and a mobile GPU, not for this CPU: they are shown for reference.",
         "",
     ]
-    rows = [[h["runtime"], fmt_ratio(h["comparison"]), h["comparison"].verdict or "—", fmt(h["mac_ratio"], 3), fmt(h["param_ratio"], 3),
+    rows = [[h["runtime"], fmt_ratio(h["comparison"]), h["verdict"], fmt(h["mac_ratio"], 3), fmt(h["param_ratio"], 3),
              " / ".join(f"{v} ({k})" for k, v in PAPER_CLAIMS.items())] for h in head]
     lines += _table(["runtime", "FreeNet-S2 / StarNet-S4", "verdict", "MAC ratio", "param ratio", "paper claim"], rows) if rows else ["(no runtime measured both models)"]
+    notes = [x.describe() for h in head for x in h["anomalies"]]
+    if notes:
+        lines += ["", "Runtime anomalies (a model below 40 % of the GFLOP/s it reaches on its best runtime; the op from a per-op profile):", ""]
+        lines += [f"- {n}" for n in notes]
     lines += ["", "![ratio](freenet_s2_vs_starnet_s4.png)" if head else "", "", "## Every model, per runtime", "",
               f"Roofline: {peak.describe(plan.threads)}. GFLOP/s = 2 x MACs / median. Mobile delegates: the static and real "
               "delegate checks of the exported artifacts (✓ = every op on the delegate, in one partition).", ""]
