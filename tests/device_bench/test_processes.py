@@ -46,6 +46,22 @@ def test_each_artifact_is_measured_in_several_fresh_pinned_processes(onnx_bundle
     assert c.low <= c.ratio <= c.high and stability(runs["freenet_tiny"], runs["starnet_s050"]).runs == 3
 
 
+def test_headline_pools_processes_into_runs(onnx_bundle, monkeypatch):
+    from device_bench import compare as cmp
+    from export.manifest import Manifest
+
+    reports = run_bench(BenchPlan(onnx_bundle, runtimes=["onnxruntime"], warmup=1, rounds=1, runs_per_round=4, processes=2), lambda r: None)
+    monkeypatch.setattr(cmp, "PAIR", ("freenet_tiny", "starnet_s050"))
+    runs = cmp.runs_by_model(reports)
+    (rt, ms), = runs.items()
+    assert [len(r) for r in ms["freenet_tiny"]] == [4, 4]
+    (h,) = cmp.headline(reports, Manifest.load(onnx_bundle / "manifest.json"))
+    c = h["comparison"]
+    assert c.n_a == c.n_b == 8 and c.low <= c.ratio <= c.high
+    assert len(h["stability"]) == 1 and h["stability"][0].runs == 2  # paired: judged on per-process ratios
+    assert h["verdict"] == c.verdict or h["verdict"].startswith("unstable")
+
+
 def test_one_process_keeps_the_old_reports(onnx_bundle):
     reports = run_bench(BenchPlan(onnx_bundle, runtimes=["onnxruntime"], warmup=0, rounds=1, runs_per_round=2, pin=False), lambda r: None)
     assert len(reports) == 2 and all("process" not in r.notes and "cpus" not in r.notes for r in reports)

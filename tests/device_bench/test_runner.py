@@ -101,7 +101,8 @@ def test_roofline_from_cpu_flags():
 @pytest.mark.slow
 def test_compare_main_job_writes_the_report(tmp_path):
     plan = ComparePlan(models=["freenet_s2", "starnet_s4", "mobilenet_v2"], formats=["onnx", "tflite"], precisions=["fp32"],
-                       runtimes=["onnxruntime", "litert"], work_dir=tmp_path, rounds=2, runs_per_round=3, warmup=1, input_size=64)
+                       runtimes=["onnxruntime", "litert"], work_dir=tmp_path, rounds=2, runs_per_round=3, warmup=1, input_size=64,
+                       processes=2, profile_anomalies=False)
     out = run_compare(plan)
     md = (out / "report.md").read_text()
     head = md.split("## Every model")[0]
@@ -111,7 +112,8 @@ def test_compare_main_job_writes_the_report(tmp_path):
     assert (out / "freenet_s2_vs_starnet_s4.png").stat().st_size > 5_000
     html = (out / "report.html").read_text()
     assert "<table>" in html and "latency_vs_macs.png" in html
-    assert Store(plan.db).count() == 6
+    assert "hierarchical bootstrap interval over 2 fresh processes" in head
+    assert Store(plan.db).count() == 12  # 3 models x 2 runtimes x 2 processes, one report per process
     # a re-run reuses the exported artifacts (same sha256, no re-export)
     before = json.loads((plan.bundle / "manifest.json").read_text())
     run_compare(plan)
