@@ -28,14 +28,33 @@ def serve(
                                                  exists=True, file_okay=False)] = None,
     max_body_bytes: Annotated[int, typer.Option(help="Larger report bodies get 413.")] = 4 * 1024 * 1024,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    tls_cert: Annotated[Path | None, typer.Option(help="HTTPS certificate (PEM, chain) for phones on the LAN.", exists=True, dir_okay=False)] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Private key of --tls-cert (PEM).", exists=True, dir_okay=False)] = None,
+    self_signed_tls: Annotated[bool, typer.Option(help="HTTPS with a generated lab CA + server certificate (freenet-data/tls); phones install the CA once (web_app/README.md).")] = False,
+    pair_ttl: Annotated[int, typer.Option(help="Seconds a printed pairing code stays valid.")] = 900,
 ) -> None:
-    """Run the aggregator: report API, dashboard at /, OpenAPI docs at /docs."""
+    """Run the aggregator: report API, dashboard at /, browser runner at /run, OpenAPI docs at /docs."""
     import uvicorn
 
+    from device_bench import web
     from device_bench.server import create_app
 
     app = create_app(db, bundles, max_body_bytes=max_body_bytes)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    try:
+        ssl = web.serve_options(app, app.state.store, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
+                                self_signed_tls=self_signed_tls, pair_ttl_s=pair_ttl)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    uvicorn.run(app, host=host, port=port, log_level=log_level, **ssl)
+
+
+def pair(db: DbOption = None,
+         url: Annotated[str | None, typer.Option(help="The server's runner URL as the phone reaches it, e.g. https://192.168.1.5:8787")] = None,
+         ttl: Annotated[int, typer.Option(help="Seconds the code stays valid.")] = 900) -> None:
+    """Print a fresh single-use pairing code for the browser runner (URL + QR code)."""
+    from device_bench.web import pair_cmd
+
+    pair_cmd(db, url, ttl)
 
 
 token_app = typer.Typer(help="Device tokens for POST /api/v1/reports (only their hashes are stored).",
@@ -143,6 +162,7 @@ def import_reports(
 def register(app: typer.Typer) -> None:
     """Add the device_bench commands to the root CLI."""
     app.command("serve")(serve)
+    app.command("pair")(pair)
     app.add_typer(token_app, name="token")
     app.command("import")(import_reports)
 

@@ -4,6 +4,8 @@ This module owns the human-facing pages: the index (one table per device x runti
 accelerator from `device_bench.summary`, FreeNet vs StarNet vs MobileNet with ratio columns and
 intervals, emulated runs flagged), one page per stored report, and the latency-vs-MACs SVG drawn
 with matplotlib (no JavaScript, no CDN: the server may have no internet). Missing values show "—".
+Its Jinja environment (`env`) and the family-coloured plot (`draw_latency_vs_macs`) are shared
+with the `freenet compare` report, so both look and escape alike.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from device_bench.schema import Report
 from device_bench.stats import fmt, fmt_ratio
 from device_bench.store import Store
-from device_bench.summary import PAIR
+from device_bench.summary import PAIR, ModelRow
 
-_env = Environment(loader=PackageLoader("device_bench", "templates"), autoescape=select_autoescape())
-_env.filters["ms"] = fmt
-_env.filters["ratio"] = fmt_ratio
-_env.globals["PAIR"] = PAIR
+# Autoescape by extension: *.html templates escape every value exactly once; *.md templates
+# (the compare report's Markdown) are plain text.
+env = Environment(loader=PackageLoader("device_bench", "templates"), autoescape=select_autoescape(),
+                  trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+env.filters["ms"] = fmt
+env.filters["ratio"] = fmt_ratio
+env.filters["md_code"] = lambda text: "" if not text else "`" + " ".join(str(text).split()).replace("`", "'").replace("|", "\\|") + "`"
+env.globals["PAIR"] = PAIR
 # matplotlib's global state (font cache, rcParams) is not thread-safe; the server renders from
 # worker threads.
 _plot_lock = threading.Lock()
@@ -36,7 +42,7 @@ def render_index(store: Store, *, baseline: str | None = None, device: str | Non
     for g in groups:
         g.plot_url = "/plots/latency_vs_macs.svg?" + urlencode(
             {"device": g.device, "runtime": g.runtime, "accelerator": g.accelerator})
-    return _env.get_template("index.html").render(
+    return env.get_template("index.html").render(
         groups=groups,
         latest=store.query(limit=20, device=device, runtime=runtime, accelerator=accelerator),
         total=store.count(),
@@ -48,7 +54,7 @@ def render_index(store: Store, *, baseline: str | None = None, device: str | Non
 
 
 def render_report(report: Report) -> str:
-    return _env.get_template("report.html").render(
+    return env.get_template("report.html").render(
         r=report, text=json.dumps(json.loads(report.model_dump_json()), indent=2))
 
 
@@ -59,33 +65,40 @@ def latency_vs_macs_svg(store: Store, *, device: str | None = None, runtime: str
     Emulated rows and rows without MACs or raw samples are left out (the title says how many)."""
     groups = store.summary(device=device, runtime=runtime, accelerator=accelerator, with_ratios=False)
     rows = [r for g in groups for r in g.rows]
-    points = [r for r in rows if r.comparable and r.macs]
     with _plot_lock:
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(6.4, 4.0), layout="constrained")
         ax = fig.subplots()
-        for family, color in FAMILY_COLORS.items():
-            fam = [r for r in points if r.family == family]
-            if not fam:
-                continue
-            x = [r.macs / 1e9 for r in fam]
-            y = [r.stats.median for r in fam]
-            err = [[r.stats.median - r.stats.p10 for r in fam], [r.stats.p90 - r.stats.median for r in fam]]
-            ax.errorbar(x, y, yerr=err, fmt="o", color=color, label=family, capsize=3)
-            for r, xi, yi in zip(fam, x, y):
-                ax.annotate(f"{r.model} {r.precision}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        ax.set_xlabel("GMACs per inference")
-        ax.set_ylabel("median latency (ms), p10–p90")
-        left_out = len(rows) - len(points)
+        left_out = draw_latency_vs_macs(ax, rows)
         title = " · ".join(v for v in (device, runtime, accelerator) if v) or "all devices"
         ax.set_title(f"{title}" + (f" ({left_out} rows without MACs/samples or emulated not shown)" if left_out else ""),
                      fontsize=8)
-        if points:
-            ax.legend(fontsize=8)
-        else:
-            ax.text(0.5, 0.5, "no real-hardware runs with MACs yet", ha="center", va="center", transform=ax.transAxes)
-        ax.grid(True, alpha=0.3)
         buf = io.BytesIO()
         fig.savefig(buf, format="svg")
     return buf.getvalue()
+
+
+def draw_latency_vs_macs(ax, rows: list[ModelRow], *, label_precision: bool = True) -> int:
+    """Median latency (p10–p90 bars) against GMACs on `ax`, one colour per model family, with a
+    legend. Emulated rows and rows without MACs or raw samples are left out; returns how many."""
+    points = [r for r in rows if r.comparable and r.macs]
+    for family, color in FAMILY_COLORS.items():
+        fam = [r for r in points if FAMILY_COLORS.get(r.family, FAMILY_COLORS["other"]) == color]
+        if not fam:
+            continue
+        x = [r.macs / 1e9 for r in fam]
+        y = [r.stats.median for r in fam]
+        err = [[r.stats.median - r.stats.p10 for r in fam], [r.stats.p90 - r.stats.median for r in fam]]
+        ax.errorbar(x, y, yerr=err, fmt="o", color=color, label=family, capsize=3)
+        for r, xi, yi in zip(fam, x, y):
+            ax.annotate(f"{r.model} {r.precision}" if label_precision else r.model, (xi, yi),
+                        textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("GMACs per inference")
+    ax.set_ylabel("median latency (ms), p10–p90")
+    if points:
+        ax.legend(fontsize=8, title="family", title_fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no real-hardware runs with MACs yet", ha="center", va="center", transform=ax.transAxes)
+    ax.grid(True, alpha=0.3)
+    return len(rows) - len(points)

@@ -6,18 +6,20 @@ against the bundle's reference output, thermal state before/after), delivered to
 with a device token or straight into the local store (embedded mode). Every artifact is measured
 in its own worker process (host_worker.py); timed rounds are interleaved across the artifacts of
 one runtime in a shuffled order per round, so that drift of this shared machine hits every model
-alike. LiteRT's GPU accelerator can be exercised on SwiftShader; those reports are marked emulated
-and never enter speed comparisons.
+alike. With `processes` > 1 every artifact is measured in that many fresh worker processes (one
+batch after another, one report per process) so that intervals come from between-process
+variation (stats.compare_runs); worker processes are pinned to `threads` cores (the last of the
+allowed set) where the OS allows. What each runtime is, takes, opens and reports comes from its
+object (device_bench/runtimes); this module never branches on a runtime's name. LiteRT's GPU accelerator can be exercised on
+SwiftShader; those reports are marked emulated and never enter speed comparisons. The runtimes' own
+output goes to one log file per job under BUNDLE/logs/bench/.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import random
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,18 +28,12 @@ from pathlib import Path
 
 from export.manifest import Artifact, Manifest
 
+from .runtimes import RUNTIMES, default_runtimes, get_runtime
 from .schema import SCHEMA_VERSION, Report, judge_parity
 
 APP = "freenet-host-runner"
-# runtime -> (manifest format, accelerator label, acceptable targets)
-HOST_RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "onnxruntime": ("onnx", "cpu", ("onnxruntime-cpu", "onnxruntime-nnapi", "onnxruntime-coreml")),
-    "litert": ("tflite", "xnnpack", ("litert-cpu", "litert-gpu")),
-    "executorch": ("executorch", "xnnpack", ("executorch-xnnpack",)),
-    "pytorch": ("", "cpu", ()),  # eager PyTorch: the artifact's model rebuilt (options, weights, passes), no file
-    "litert-gpu-emulated": ("tflite", "gpu", ("litert-gpu",)),
-}
-DEFAULT_RUNTIMES = ("onnxruntime", "litert", "executorch", "pytorch")
+HOST_RUNTIMES = RUNTIMES  # name -> HostRuntime object (device_bench/runtimes)
+DEFAULT_RUNTIMES = default_runtimes()
 
 
 @dataclass
@@ -52,13 +48,14 @@ class BenchPlan:
     threads: int = 1
     seed: int = 0
     checkpoint: Path | None = None  # eager PyTorch of a bundle exported from a checkpoint needs the file
+    protocol: str | None = None  # the measurement protocol (device_bench/protocols.py), noted in every report
     # Independent repetitions (issue 14): every artifact is measured in `processes` fresh worker
     # processes, one batch after another (batch p = a fresh worker per artifact of the runtime,
     # rounds interleaved across them), one report per process with notes["process"] = "p".
     # stats.compare_runs pools them with a hierarchical bootstrap; batch p of two models ran in
-    # the same window, so their processes pair by index.
+    # the same window, so their processes pair by index. `rounds` is per process.
     processes: int = 1
-    pin: bool = True  # pin each worker to `threads` cores (os.sched_setaffinity) where the OS allows
+    pin: bool = True  # pin each worker process to `threads` cores (os.sched_setaffinity) where the OS allows
 
     def validate(self) -> None:
         bad = [r for r in self.runtimes if r not in HOST_RUNTIMES]
@@ -79,6 +76,11 @@ class Job:
     bundle: Path = Path(".")
     bundle_id: str | None = None
     label: str = ""  # extra tag for reports (e.g. which pass set built the bundle)
+
+    @property
+    def log_file(self) -> Path:
+        """Where the runtime's own output for this job goes."""
+        return self.bundle / "logs" / "bench" / f"{self.artifact.id}.{self.runtime}.log"
 
 
 def host_device() -> dict:
@@ -136,28 +138,12 @@ def plan_jobs(manifest: Manifest, plan: BenchPlan, bundle: Path) -> list[Job]:
         if unknown:
             raise ValueError(f"model(s) {sorted(unknown)} are not in the bundle; it holds {sorted({a.model for a in manifest.artifacts})}")
         arts = [a for a in arts if a.model in plan.models]
-    swiftshader = None
     for rt in plan.runtimes:
-        fmt, _, targets = HOST_RUNTIMES[rt]
-        if rt == "litert-gpu-emulated":
-            from export.checks.litert_gpu import swiftshader_dir
-
-            swiftshader = str(swiftshader_dir())
-        if rt == "pytorch":
-            # one eager job per model (fp32), described by any of its artifacts
-            seen: dict[str, Artifact] = {}
-            for a in arts:
-                if a.precision == "fp32" and a.model not in seen:
-                    seen[a.model] = a
-            for a in seen.values():
-                jobs.append(Job(rt, a, None, {}, bundle, manifest.bundle_id))
-            continue
-        by_key: dict[tuple[str, str], Artifact] = {}
-        for a in arts:
-            if a.format == fmt and a.target in targets:
-                by_key.setdefault((a.model, a.precision), a)  # one artifact per model x precision
-        for a in by_key.values():
-            jobs.append(Job(rt, a, bundle / a.file, {"swiftshader_dir": swiftshader} if swiftshader else {}, bundle, manifest.bundle_id))
+        runtime = get_runtime(rt)
+        runtime.check_available()
+        for a in runtime.select(arts):
+            path = bundle / a.file if runtime.format is not None and a.file else None
+            jobs.append(Job(rt, a, path, {}, bundle, manifest.bundle_id))
     return jobs
 
 
@@ -167,70 +153,24 @@ def _spec(job: Job, plan: BenchPlan) -> dict:
     layout = a.inputs[0].layout if a.inputs else "NCHW"
     nchw = [shape[0], shape[3], shape[1], shape[2]] if shape and layout == "NHWC" else shape
     return {
-        "runtime": job.runtime, "path": str(job.path) if job.path else "", "threads": plan.threads,
+        "runtime": job.runtime, "path": str(job.path) if job.path else "", "target": a.target, "threads": plan.threads,
         # what eager PyTorch needs to rebuild exactly this artifact's model
         "model": a.model, "seed": a.reference.seed, "weights": a.weights, "config_hash": a.config_hash,
         "model_options": a.model_options, "passes": [p.name for p in a.passes],
         "checkpoint": str(plan.checkpoint) if plan.checkpoint else None,
-        "layout": "NCHW" if job.runtime == "pytorch" else layout,
         "input_shape_nchw": nchw, "input_file": str(bundle / a.reference.input_file),
         "output_file": str(bundle / a.reference.output_file),
-        "output_shape": list(a.outputs[0].shape) if a.outputs else [1, -1],
         **job.spec,
     }
 
 
-class Worker:
-    def __init__(self, job: Job, spec: dict) -> None:
-        self.job, self.error, self.samples = job, None, []
-        self.load: dict = {}
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "device_bench.host_worker", json.dumps(spec)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        )
-
-    def ask(self, cmd: dict) -> dict:
-        if self.error:
-            return {"error": self.error}
-        try:
-            self.proc.stdin.write(json.dumps(cmd) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except (BrokenPipeError, OSError):
-            line = ""
-        if not line:
-            self.proc.wait(timeout=30)
-            tail = (self.proc.stderr.read() or "").strip().splitlines()[-5:]
-            self.error = f"worker exited with code {self.proc.returncode}: " + " | ".join(tail)
-            return {"error": self.error}
-        reply = json.loads(line)
-        if "error" in reply:
-            self.error = reply["error"]
-        return reply
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.proc.kill()
-
-
-def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal: tuple, parity: dict,
+def _report(w, plan: BenchPlan, device: dict, started: datetime, thermal: tuple, parity: dict,
             process: dict[str, str] | None = None) -> Report:
-    a, rt = w.job.artifact, w.job.runtime
-    fmt, accel, _ = HOST_RUNTIMES[rt]
-    placement = None
-    if rt == "litert-gpu-emulated":
-        gpu_cov = next((c for c in a.coverage if c.supported_nodes is not None and "gpu" in c.delegate.lower()), None)
-        if gpu_cov is not None:
-            placement = {"gpu": gpu_cov.supported_nodes, "cpu": (gpu_cov.total_nodes or 0) - gpu_cov.supported_nodes}
+    a, rt = w.job.artifact, get_runtime(w.job.runtime)
+    measured = rt.model_fields(a, w.load)
     ok = w.error is None and bool(w.samples)
     checked = ok and "max_abs_diff" in parity
-    par = judge_parity(parity["max_abs_diff"], parity["reference_max_abs"], a.precision if rt != "pytorch" else "fp32", accel) if checked else None
+    par = judge_parity(parity["max_abs_diff"], parity["reference_max_abs"], measured["precision"], rt.accelerator) if checked else None
     status = "error" if not ok else "parity_failed" if par is not None and par.passed is False else "ok"
     return Report.model_validate({
         "schema_version": SCHEMA_VERSION,
@@ -241,18 +181,15 @@ def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal
         "client": {"app": APP, "platform": "host", "app_version": _version()},
         "device": device,
         "runtime": {
-            "name": "litert" if rt.startswith("litert") else rt,
+            "name": rt.report_name,
             "version": w.load.get("runtime_version", "unknown"),
-            "accelerator": accel,
-            "delegate": "swiftshader-vulkan" if rt == "litert-gpu-emulated" else None,
+            "accelerator": rt.accelerator,
+            "delegate": rt.delegate,
             "threads": plan.threads,
-            "emulated": rt == "litert-gpu-emulated",
+            "emulated": rt.emulated,
         },
         "model": {
-            "name": a.model, "family": a.model_family, "artifact_id": a.id if rt != "pytorch" else f"{a.model}.pytorch.eager.fp32",
-            "format": fmt or "pytorch", "precision": a.precision if rt != "pytorch" else "fp32",
-            # eager PyTorch measures no file: its weights are identified by a state-dict digest
-            "sha256": a.sha256 if rt != "pytorch" else w.load.get("weights_sha256", "0" * 64),
+            "name": a.model, "family": a.model_family, **measured,
             "input_shape": a.inputs[0].shape if a.inputs else [1, 3, 224, 224],
             "bundle": w.job.bundle_id, "macs": a.macs, "params": a.params,
         },
@@ -260,14 +197,16 @@ def _report(w: Worker, plan: BenchPlan, device: dict, started: datetime, thermal
             "load_ms": w.load.get("load_ms"), "first_inference_ms": w.load.get("first_inference_ms"),
             "warmup_runs": plan.warmup, "samples_ms": w.samples if ok else [],
         },
-        "placement": placement,
+        "placement": w.load.get("placement"),
         "thermal": {"before": thermal[0], "after": thermal[1]},
         "parity": par.model_dump() if par is not None else {"max_abs_diff": None, "reference_checked": False},
         "status": status,
         "error": None if status == "ok" else (w.error or "no samples were measured") if status == "error" else
                  f"output differs from the bundle's reference by {par.rel_diff:.2e} (relative), above the tolerance {par.tolerance:.0e}",
         "notes": {"target": a.target, "passes": ",".join(p.name for p in a.passes) or "none", **({"label": w.job.label} if w.job.label else {}),
-                  "rounds": str(plan.rounds), "runs_per_round": str(plan.runs_per_round), **(process or {}),
+                  "rounds": str(plan.rounds), "runs_per_round": str(plan.runs_per_round),
+                  **({"protocol": plan.protocol} if plan.protocol else {}), **(process or {}),
+                  # the cores the worker itself says it holds (only a pinned worker process says so)
                   **({"cpus": ",".join(map(str, w.load["cpus"]))} if w.load.get("cpus") else {})},
     })
 
@@ -296,7 +235,8 @@ def run_bench(plan: BenchPlan, sink: Callable[[Report], None], progress: Progres
 
 
 def measure_jobs(jobs: list[Job], plan: BenchPlan, sink: Callable[[Report], None], progress: ProgressFn | None = None) -> list[Report]:
-    """Measure jobs (possibly from several bundles) runtime by runtime, rounds interleaved."""
+    """Measure jobs (possibly from several bundles) runtime by runtime, rounds interleaved; with
+    `plan.processes` > 1, in that many batches of fresh workers, one report per job per batch."""
     device, reports, done = host_device(), [], 0
     rng = random.Random(plan.seed)
     steps = len(jobs) * plan.processes * (plan.rounds + 2)
@@ -306,10 +246,13 @@ def measure_jobs(jobs: list[Job], plan: BenchPlan, sink: Callable[[Report], None
         group = [j for j in jobs if j.runtime == rt]
         if not group:
             continue
+        runtime = get_runtime(rt)
         for p in range(plan.processes):
             tag = f" process {p + 1}/{plan.processes}" if plan.processes > 1 else ""
             started, t_before = datetime.now(timezone.utc), thermal_state()
-            workers = [Worker(j, {**_spec(j, plan), "cpus": cpus}) for j in group]
+            # "cpus" is read only by the worker process (host_worker pins itself before importing
+            # the runtime); a runtime whose start() returns its own object (a browser page) ignores it
+            workers = [runtime.start(j, {**_spec(j, plan), **({"cpus": cpus} if cpus else {})}, j.log_file) for j in group]
             try:
                 for w in workers:  # load + first inference + warm-up, one at a time
                     if progress:

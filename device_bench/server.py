@@ -268,6 +268,10 @@ def create_app(
             return Response(report.model_dump_json(indent=2), media_type="application/json")
         return HTMLResponse(dashboard.render_report(report))
 
+    from device_bench import web
+
+    web.mount(app, store)  # the browser runner: /run, /pair, POST /api/v1/pair
+
     def openapi() -> dict[str, Any]:
         # The report body is read raw (for the size limit and JSON-mode strict validation), so
         # its schema is added to the OpenAPI document by hand.

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,18 @@ reports = Table(
     Index("ix_reports_created", "created_at", "id"),  # newest-first listing without a sort
 )
 
+# Short-lived, single-use pairing codes of the browser runner (device_bench/web.py): a QR code's
+# URL carries one; the page exchanges it once for a device token. Only the code's sha256 is kept.
+pairing_codes = Table(
+    "pairing_codes",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+    Column("token_id", String(16), ForeignKey("tokens.id"), nullable=True),  # the token it became
+)
+
 FAMILIES = (("freenet_", "FreeNet"), ("starnet_", "StarNet"), ("mobilenet", "MobileNet"))
 _FAMILY_LABELS = {"freenet": "FreeNet", "starnet": "StarNet", "mobilenet": "MobileNet"}  # the manifest's family ids
 
@@ -126,6 +138,10 @@ def default_db_url() -> str:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+class PairingRefused(Exception):
+    """A pairing code that cannot be exchanged (unknown, expired, already used)."""
 
 
 @dataclass(frozen=True)
@@ -386,6 +402,43 @@ class Store:
                 conn.execute(tokens.update().where(tokens.c.id == r[0]).values(revoked_at=datetime.now(timezone.utc)))
             r = conn.execute(self._token_select().where(tokens.c.id == r[0])).first()
         return self._info(r)
+
+    # ---- pairing codes (browser runner) --------------------------------------------------
+
+    def create_pairing_code(self, ttl_s: int = 900) -> tuple[str, datetime]:
+        """A new single-use code valid for `ttl_s` seconds; returns (code, expires_at)."""
+        if not 10 <= ttl_s <= 7 * 86400:
+            raise ValueError(f"pairing code lifetime must be 10 s .. 7 days, got {ttl_s} s")
+        code = secrets.token_hex(5)  # 10 hex digits: short enough to type, 2^40 guesses
+        now = datetime.now(timezone.utc)
+        expires = now + timedelta(seconds=ttl_s)
+        with self._write() as conn:
+            conn.execute(pairing_codes.insert().values(code_hash=hash_token(code), created_at=now, expires_at=expires))
+        return code, expires
+
+    def redeem_pairing_code(self, code: str, device: str) -> tuple[TokenInfo, str]:
+        """Exchange a pairing code for a new device token, once. Raises PairingRefused (unknown,
+        expired or already used) with a message for the person holding the phone."""
+        now = datetime.now(timezone.utc)
+        h = hash_token(code.strip().lower())
+        with self._write() as conn:
+            row = conn.execute(select(pairing_codes.c.expires_at, pairing_codes.c.used_at)
+                               .where(pairing_codes.c.code_hash == h)).first()
+            if row is None:
+                raise PairingRefused("unknown pairing code")
+            if row[1] is not None:
+                raise PairingRefused(f"this pairing code was already used at {_iso(row[1])}; pairing codes work once")
+            if _utc(row[0]) <= now:
+                raise PairingRefused(f"this pairing code expired at {_iso(row[0])}")
+            # claim it only if still unused (a concurrent redeemer on PostgreSQL loses here)
+            claimed = conn.execute(pairing_codes.update().where(pairing_codes.c.code_hash == h, pairing_codes.c.used_at.is_(None))
+                                   .values(used_at=now).returning(pairing_codes.c.code_hash)).first()
+            if claimed is None:
+                raise PairingRefused("this pairing code was already used; pairing codes work once")
+        info, token = self.create_token(device)
+        with self._write() as conn:
+            conn.execute(pairing_codes.update().where(pairing_codes.c.code_hash == h).values(token_id=info.id))
+        return info, token
 
 
 def _values(report: Report, token_id: str | None) -> dict[str, Any]:

@@ -5,16 +5,21 @@ accelerator, one row per model x precision (emulated runs in rows of their own),
 of a row's latest runs pooled and summarised by `device_bench.stats`, and ratio columns against
 FreeNet-S2, StarNet-S4 and an optional chosen baseline (same table, same precision). Emulated,
 error-only and aggregate-only rows are shown but never enter a ratio. The server's compare
-endpoint and the dashboard both render these objects.
+endpoint, the dashboard and the `freenet compare` report (`summarize_run`: one run's reports,
+read back from the store) all render these objects: there is no second table builder.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from device_bench.stats import Comparison, Summary, compare, summarize
+
+if TYPE_CHECKING:
+    from device_bench.store import Store
 
 PAIR = ("freenet_s2", "starnet_s4")  # the headline pair: FreeNet-S2 against StarNet-S4
 FAMILY_ORDER = {"FreeNet": 0, "StarNet": 1, "MobileNet": 2, "other": 3}
@@ -63,6 +68,14 @@ class Group:
     accelerator: str
     rows: list[ModelRow]
     pair: Comparison | None
+
+    @property
+    def emulated(self) -> bool:
+        """Every row ran on an emulated accelerator (never a speed result)."""
+        return bool(self.rows) and all(r.emulated for r in self.rows)
+
+    def row(self, model: str, precision: str = "fp32", *, emulated: bool = False) -> ModelRow | None:
+        return next((r for r in self.rows if (r.model, r.precision, r.emulated) == (model, precision, emulated)), None)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -125,3 +138,17 @@ def summarize_groups(
                 break
         groups.append(Group(dev, rt, acc, rows, pair))
     return groups
+
+
+def summarize_run(store: Store, run_ids: Iterable[str], *, device: str | None = None, **kw: Any) -> list[Group]:
+    """The tables of one run's reports (e.g. one `freenet compare` over one bundle), read back from
+    the store so the report shows exactly what was stored. Older runs of the same groups are left
+    out: the report describes this run, the dashboard pools the latest runs. `device` (the store's
+    device label) narrows the read to the device the run measured."""
+    wanted = {str(r) for r in run_ids}
+    rows = [r for r in store.group_samples(device=device) if r["run_id"] in wanted]
+    missing = len(wanted) - len(rows)
+    if missing:
+        raise RuntimeError(f"{missing} of this run's {len(wanted)} reports are not in the store (or not among "
+                           "the latest of their groups): the report would not match what was stored")
+    return summarize_groups(rows, **kw)

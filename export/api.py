@@ -29,8 +29,9 @@ from freenet.registry import read_checkpoint_meta
 from freenet.freenet import FreeNet
 from freenet.profile import count_macs, count_params
 
-from .backends import BACKENDS, load_backend
-from .backends.base import BackendResult, ExportRequest, NotRunnableHere, package_version
+from .backends import FORMATS, all_targets, load_format
+from .console import capture_output
+from .backends.base import BackendResult, ExportRequest, Format, NotRunnableHere, Session
 from .manifest import (
     FP16_MIN_NORMAL,
     INT8_MIN_TOP1_AGREEMENT,
@@ -45,21 +46,6 @@ from .manifest import (
 )
 from .passes import DEFAULT_PASSES, PassResult, prepare, validate
 
-# One primary target per format unless the user asks for others: the mobile-GPU path where a
-# format has one, plus XNNPACK for ExecuTorch (the only .pte that runs here).
-DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
-    "onnx": ("onnxruntime-nnapi",),
-    "coreml": ("coreml-cpu-gpu",),
-    "tflite": ("litert-gpu",),
-    "executorch": ("executorch-xnnpack", "executorch-vulkan"),
-}
-EXTENSIONS = {"onnx": ".onnx", "coreml": ".mlpackage", "tflite": ".tflite", "executorch": ".pte"}
-BACKEND_PACKAGES = {
-    "onnx": ("torch", "onnx", "onnxruntime", "onnxscript"),
-    "coreml": ("torch", "coremltools"),
-    "tflite": ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer"),
-    "executorch": ("torch", "executorch"),
-}
 
 
 class ExportError(Exception):
@@ -69,9 +55,9 @@ class ExportError(Exception):
 @dataclass
 class ExportPlan:
     models: list[str]
-    formats: list[str] = field(default_factory=lambda: list(BACKENDS))
+    formats: list[str] = field(default_factory=lambda: list(FORMATS))
     precisions: list[str] = field(default_factory=lambda: ["fp32", "fp16"])
-    targets: list[str] | None = None  # None: DEFAULT_TARGETS of each format
+    targets: list[str] | None = None  # None: each format's default_targets
     passes: list[str] = field(default_factory=lambda: list(DEFAULT_PASSES))
     out_dir: Path = Path("bundles/default")
     on_existing: str = "error"  # "error" | "overwrite" | "reuse"
@@ -86,11 +72,15 @@ class ExportPlan:
     model_kwargs: dict = field(default_factory=dict)
 
     def jobs(self) -> list[tuple[str, str, str, str]]:
-        """(model, format, target, precision) in execution order, after validating every name."""
-        bad_formats = [f for f in self.formats if f not in BACKENDS]
+        """(model, format, target, precision) in execution order, after validating every name.
+
+        A target x precision its format does not offer is refused when the user named the target,
+        and left out when it came from a format's defaults (int8 asks no Vulkan .pte of ExecuTorch).
+        """
+        bad_formats = [f for f in self.formats if f not in FORMATS]
         if bad_formats:
-            raise ExportError(f"unknown format(s) {bad_formats}; valid: {list(BACKENDS)}")
-        all_precisions = sorted({p for b in BACKENDS.values() for p in b.precisions})
+            raise ExportError(f"unknown format(s) {bad_formats}; valid: {list(FORMATS)}")
+        all_precisions = sorted({p for f in FORMATS.values() for p in f.precisions})
         bad_prec = [p for p in self.precisions if p not in all_precisions]
         if bad_prec:
             raise ExportError(f"unknown precision(s) {bad_prec}; valid: {all_precisions}")
@@ -102,29 +92,31 @@ class ExportPlan:
             except ValueError as e:
                 raise ExportError(str(e)) from None
         validate(self.passes)
-        out = []
-        for fmt in self.formats:
-            spec = BACKENDS[fmt]
-            targets = [t for t in self.targets if t in spec.targets] if self.targets else list(DEFAULT_TARGETS[fmt])
-            if self.targets and not targets:
-                continue
-            for m in self.models:
-                for t in targets:
-                    for p in self.precisions:
-                        if p not in spec.precisions:
-                            raise ExportError(f"{fmt} does not support precision {p!r}; valid: {list(spec.precisions)}")
-                        out.append((m, fmt, t, p))
         if self.targets:
-            known = {t for b in BACKENDS.values() for t in b.targets}
-            unknown = [t for t in self.targets if t not in known]
+            owners = all_targets()
+            unknown = [t for t in self.targets if t not in owners]
             if unknown:
-                raise ExportError(f"unknown target(s) {unknown}; valid: {sorted(known)}")
-            unused = [t for t in self.targets if not any(t in BACKENDS[f].targets for f in self.formats)]
+                raise ExportError(f"unknown target(s) {unknown}; valid: {sorted(owners)}")
+            unused = [t for t in self.targets if owners[t].name not in self.formats]
             if unused:
                 raise ExportError(
                     f"target(s) {unused} belong to none of the formats {self.formats}; "
-                    + "; ".join(f"{f}: {', '.join(BACKENDS[f].targets)}" for f in self.formats)
+                    + "; ".join(f"{f}: {', '.join(FORMATS[f].target_names)}" for f in self.formats)
                 )
+        out = []
+        for name in self.formats:
+            fmt = FORMATS[name]
+            named = [t for t in self.targets if t in fmt.target_names] if self.targets else []
+            targets = named or ([] if self.targets else list(fmt.default_targets))
+            for t in targets:
+                offered = fmt.target(t).precisions
+                refused = [p for p in self.precisions if p not in offered]
+                if refused and named:
+                    raise ExportError(f"{name} target {t} does not offer precision(s) {refused}; it offers {list(offered)}")
+                for m in self.models:
+                    out.extend((m, name, t, p) for p in self.precisions if p in offered)
+        # execution order: model-major within a format, as before
+        out.sort(key=lambda j: (self.formats.index(j[1]), self.models.index(j[0])))
         if not out:
             raise ExportError("nothing to export: no model x format x target x precision combination selected")
         return out
@@ -236,11 +228,14 @@ def prepare_model(name: str, plan: ExportPlan, bundle: Path) -> PreparedModel:
     )
 
 
-def _parity(backend, path: Path, pm: PreparedModel, target: str, precision: str, images: int) -> Parity:
+def _parity(fmt: Format, path: Path, pm: PreparedModel, target: str, precision: str, images: int) -> Parity:
+    """Parity of one artifact against eager PyTorch, through ONE session of the format's own open()
+    (the same one the host runner times): the reference input, then the int8 agreement images."""
     try:
-        out = np.asarray(backend.run(path, pm.ref_in, target), dtype=np.float32).reshape(pm.ref_out.shape)
+        session: Session = fmt.open(path, target, threads=1)  # parity, not speed: 2 shared cores here
     except NotRunnableHere as e:
         return Parity(checked=False, note=str(e))
+    out = np.asarray(session.infer(pm.ref_in), dtype=np.float32).reshape(pm.ref_out.shape)
     scale = float(np.abs(pm.ref_out).max()) or 1.0
     diff = float(np.abs(out - pm.ref_out).max())
     parity = Parity(checked=True, max_abs_diff=diff, rel_diff=diff / scale)
@@ -256,7 +251,7 @@ def _parity(backend, path: Path, pm: PreparedModel, target: str, precision: str,
         xs = pm.images[:images]
         with torch.no_grad():
             ref_top1 = pm.eager(xs).argmax(1).numpy()
-        got = np.array([np.asarray(backend.run(path, x[None].numpy(), target)).reshape(-1).argmax() for x in xs])
+        got = np.array([np.asarray(session.infer(x[None].numpy())).reshape(-1).argmax() for x in xs])
         parity.top1_agreement = float((got == ref_top1).mean())
         parity.images = len(xs)
         parity.min_top1_agreement = INT8_MIN_TOP1_AGREEMENT
@@ -266,7 +261,7 @@ def _parity(backend, path: Path, pm: PreparedModel, target: str, precision: str,
 
 
 def _tool_versions(fmt: str) -> dict[str, str]:
-    return {p: package_version(p) for p in BACKEND_PACKAGES[fmt]}
+    return FORMATS[fmt].tool_versions()
 
 
 def _reusable(old: Artifact | None, pm: PreparedModel, plan: ExportPlan, bundle: Path, versions: dict) -> bool:
@@ -314,19 +309,27 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def log_path(bundle: Path, name: str) -> Path:
+    """Where third-party output for one artifact (or one model's preparation) goes."""
+    return bundle / "logs" / f"{_safe(name)}.log"
+
+
 def export_one(pm: PreparedModel, fmt: str, target: str, precision: str, plan: ExportPlan, bundle: Path, bundle_id: str) -> Artifact:
     art_id = f"{pm.name}.{fmt}.{target}.{precision}"
     versions = _tool_versions(fmt)
     art = Artifact(
         id=art_id, model=pm.name, model_family=pm.family, config_hash=pm.config_hash, weights=pm.weights, model_options=pm.options,
         format=fmt, target=target, precision=precision, status="failed",
-        passes=[PassRecord(name=p.name, rewrites=p.rewrites, before=p.before) for p in pm.passes],
+        passes=[PassRecord(name=p.name, rewrites=p.rewrites, before=p.before, not_matched=p.reason) for p in pm.passes],
         tool_versions=versions, reference=pm.reference, params=pm.params, macs=pm.macs,
     )
     t0 = time.perf_counter()
     staging = bundle / ".staging" / uuid.uuid4().hex
+    log = log_path(bundle, art_id)
+    log.unlink(missing_ok=True)
+    art.log_file = str(log.relative_to(bundle))
     try:
-        backend = load_backend(fmt)
+        the_format = load_format(fmt)
         staging.mkdir(parents=True)
         metadata = {
             "freenet.bundle_id": bundle_id,
@@ -342,17 +345,19 @@ def export_one(pm: PreparedModel, fmt: str, target: str, precision: str, plan: E
             "freenet.tool_versions": json.dumps(versions),
         }
         req = ExportRequest(
-            model=pm.graph, example_input=pm.example, out_path=staging / f"model{EXTENSIONS[fmt]}", target=target,
+            model=pm.graph, example_input=pm.example, out_path=staging / f"model{the_format.extension}", target=target,
             precision=precision, metadata=metadata, calibration=pm.images, channels_last_io=plan.channels_last_io,
         )
-        res: BackendResult = backend.export(req)
+        with capture_output(log):  # the converters' own chatter: the artifact's log, not the console
+            res: BackendResult = the_format.export(req)
         art.inputs = [TensorSpec(**{**s.model_dump(), "mean": pm.mean, "std": pm.std}) for s in res.inputs]
         art.outputs = res.outputs
         art.tool_versions = {**versions, **res.tool_versions}
         art.coverage = res.coverage
         art.notes = list(res.notes)
         art.min_deployment_target = res.min_deployment_target
-        art.parity = _parity(backend, res.path, pm, target, precision, plan.agreement_images)
+        with capture_output(log):
+            art.parity = _parity(the_format, res.path, pm, target, precision, plan.agreement_images)
         final_dir = bundle / _safe(pm.name)
         final_dir.mkdir(parents=True, exist_ok=True)
         src = _zip_dir(res.path) if res.path.is_dir() else res.path
@@ -408,13 +413,17 @@ def export_bundle(plan: ExportPlan, progress: ProgressFn | None = None) -> Manif
             if progress:
                 progress(f"{m} {fmt}/{target}/{precision}", i, len(jobs))
             if m not in prepared:
+                prep_log = log_path(bundle, f"{m}.prepare")
+                prep_log.unlink(missing_ok=True)
                 try:
-                    prepared[m] = prepare_model(m, plan, bundle)
+                    with capture_output(prep_log):
+                        prepared[m] = prepare_model(m, plan, bundle)
                 except Exception as e:  # noqa: BLE001
                     manifest.artifacts.append(
                         Artifact(id=f"{m}.{fmt}.{target}.{precision}", model=m, model_family=model_info(m).family, config_hash="-",
                                  format=fmt, target=target, precision=precision, status="failed",
-                                 error=f"model preparation failed: {type(e).__name__}: {e}")
+                                 error=f"model preparation failed: {type(e).__name__}: {e}",
+                                 log_file=str(prep_log.relative_to(bundle)))
                     )
                     manifest.dump(bundle / "manifest.json")
                     continue
@@ -452,9 +461,12 @@ def summarize(artifacts: Iterable[Artifact]) -> list[dict]:
             par = f"{a.parity.rel_diff:.1e} inconclusive"
         else:
             par = f"{a.parity.rel_diff:.1e} {'ok' if a.parity.passed else 'FAIL'}"
+        reason = a.error
+        if a.status != "ok" and a.log_file:
+            reason = f"{reason or ''} (log: {a.log_file})".strip()
         rows.append(
             dict(model=a.model, format=a.format, target=a.target, precision=a.precision, status=a.status,
                  size_mb=None if a.size_bytes is None else a.size_bytes / 1e6, parity=par, coverage=cov or None,
-                 seconds=a.export_seconds, reason=a.error)
+                 seconds=a.export_seconds, reason=reason, log=a.log_file)
         )
     return rows

@@ -6,12 +6,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-# Status tables are wide: never squeeze them below 180 columns when output is piped to a log.
-console = Console() if Console().is_terminal else Console(width=180)
+from .backends import FORMATS
+from .console import terminal_console
+
+# The converters' own output goes to BUNDLE/logs/<artifact>.log (export.console.capture_output);
+# this console stays on the terminal. Status tables are wide: never below 180 columns in a log.
+console = terminal_console(width=180)
 
 
 def _csv(value: str) -> list[str]:
@@ -51,7 +54,7 @@ def status_table(rows: list[dict], title: str = "Export status") -> Table:
 
 def export(
     models: Annotated[list[str], typer.Argument(help="Registered model names, or timm:<name>.")],
-    formats: Annotated[str, typer.Option(help="Comma list of onnx,coreml,tflite,executorch.")] = "onnx,coreml,tflite,executorch",
+    formats: Annotated[str, typer.Option(help=f"Comma list of {','.join(FORMATS)}.")] = ",".join(FORMATS),
     precision: Annotated[str, typer.Option(help="Comma list of fp32,fp16,int8.")] = "fp32,fp16",
     targets: Annotated[str | None, typer.Option(help="Comma list of targets (default: the mobile-GPU target of each format, plus ExecuTorch XNNPACK).")] = None,
     out: Annotated[Path, typer.Option(help="Bundle directory.")] = Path("bundles/default"),
@@ -99,7 +102,8 @@ def export(
             raise typer.Exit(2) from None
     console.print(status_table(summarize(manifest.artifacts)))
     failed = [a for a in manifest.artifacts if a.status != "ok"]
-    console.print(f"bundle {out} ({manifest.bundle_id}): {len(manifest.artifacts) - len(failed)} ok, {len(failed)} failed")
+    console.print(f"bundle {out} ({manifest.bundle_id}): {len(manifest.artifacts) - len(failed)} ok, {len(failed)} failed"
+                  + (f"; converter output of each artifact in {out / 'logs'}" if failed else ""))
     if failed:
         raise typer.Exit(1)
 

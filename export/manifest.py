@@ -53,6 +53,7 @@ class PassRecord(_Model):
     name: str
     rewrites: int = Field(description="sites this pass rewrote")
     before: str = Field(description="the pattern it replaces (`before -> after` docstring)")
+    not_matched: str | None = Field(None, description="why the pass rewrote nothing (its check()), when it did not")
 
 
 # The acceptance rules of an artifact's parity check (docs/export-onnx-tflite.md, "Parity"):
@@ -124,6 +125,7 @@ class Artifact(_Model):
     parity: Parity | None = None
     coverage: list[Coverage] = Field(default_factory=list)
     export_seconds: float | None = None
+    log_file: str | None = Field(None, description="path inside the bundle of the converters' own output for this artifact")
     params: int | None = None
     macs: int | None = None
     min_deployment_target: str | None = None

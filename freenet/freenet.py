@@ -208,6 +208,78 @@ class FreeNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    # --- deployment reparameterisation (like timm's fuse()/reparameterize()) ---------------
+    def contiguous_layout_refusal(self) -> str | None:
+        """Why `to_contiguous_layout()` cannot apply to this model, or None when it can."""
+        for stage_index, stage in enumerate(self.stages):
+            blocks = [b for b in stage if isinstance(b, FreeNetBlock)]
+            grouped = [b for b in blocks if b.mixer.layout == "grouped" and b.mixer.groups > 1]
+            if any(isinstance(b.norm, nn.GroupNorm) for b in grouped):
+                return "GroupNorm normalises contiguous channel groups; a channel permutation would change it"
+            if grouped and (len(grouped) != len(blocks) or len({tuple(b.mixer.contiguous_permutation()) for b in grouped}) != 1):
+                return f"stage {stage_index} mixes sampling patterns; one permutation cannot serve it"
+        return None
+
+    @torch.no_grad()
+    def to_contiguous_layout(self) -> int:
+        """Rewrite every grouped-layout stage to the contiguous layout in place, exactly; returns the
+        number of mixers rewritten (0 when already contiguous).
+
+        Every block of a stage samples the same channel positions, so one permutation per stage moves
+        each branch's segments next to each other. It is folded into the neighbouring weights: the
+        output rows of the stage's downsample conv+BN, each block's norm, the input columns of each
+        ShiftFFN's first 1x1 conv and the output rows of its last, and the input columns of whatever
+        reads the stage (the next downsample conv, or the head norm and classifier). The residual
+        stream then lives in permuted channel order, which nothing outside the network observes
+        (logits are unchanged; intermediate feature maps are permuted).
+        """
+        reason = self.contiguous_layout_refusal()
+        if reason:
+            raise ValueError(f"to_contiguous_layout: {reason}")
+        rewritten = 0
+        stages = list(self.stages)
+        for si, stage in enumerate(stages):
+            blocks = [b for b in stage if isinstance(b, FreeNetBlock)]
+            if not any(b.mixer.layout == "grouped" and b.mixer.groups > 1 for b in blocks):
+                continue
+            perm = torch.tensor(blocks[0].mixer.contiguous_permutation())
+            down = stage[0]  # ConvBN: conv then BN
+            _permute_rows(down[0], perm)
+            _permute_channels(down[1], perm)
+            for b in blocks:
+                _permute_channels(b.norm, perm)
+                _permute_columns(b.ffn.fc1, perm)
+                _permute_rows(b.ffn.fc2, perm)
+                b.mixer.layout = "contiguous"
+                rewritten += 1
+            if si + 1 < len(stages):
+                _permute_columns(stages[si + 1][0][0], perm)
+            else:
+                _permute_channels(self.norm, perm)
+                if isinstance(self.head, nn.Linear):
+                    _permute_columns(self.head, perm)
+        return rewritten
+
+
+def _permute_rows(layer: nn.Conv2d, perm: torch.Tensor) -> None:
+    layer.weight.copy_(layer.weight[perm])
+    if layer.bias is not None:
+        layer.bias.copy_(layer.bias[perm])
+
+
+def _permute_columns(layer: nn.Conv2d | nn.Linear, perm: torch.Tensor) -> None:
+    layer.weight.copy_(layer.weight[:, perm])
+
+
+def _permute_channels(norm: nn.Module, perm: torch.Tensor) -> None:
+    if isinstance(norm, nn.Identity):
+        return
+    if not isinstance(norm, nn.BatchNorm2d):
+        raise ValueError(f"cannot permute the channels of {type(norm).__name__}")
+    for t in (norm.weight, norm.bias, norm.running_mean, norm.running_var):
+        if t is not None:
+            t.copy_(t[perm])
+
 
 def _cfg(**kwargs) -> dict:
     return dict(

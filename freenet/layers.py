@@ -12,8 +12,9 @@ an interpretation, labelled in docs/freenet.md and selectable here by a construc
   contiguous prefix of channels per branch, depthwise convolutions.
 
 `layout="contiguous"` describes the same dense mixer after an exact channel permutation has moved
-every branch's segments next to each other (the export pass `fold_channel_permutation` does this and
-folds the permutation into the neighbouring weights); eager PyTorch code never needs it.
+every branch's segments next to each other (`FreeNet.to_contiguous_layout()` does this and folds the
+permutation into the neighbouring weights; the export pass `fold_channel_permutation` calls it);
+eager PyTorch code never needs it.
 """
 
 from __future__ import annotations

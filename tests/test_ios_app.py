@@ -30,7 +30,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from device_bench.schema import parse_report
+from device_bench.schema import parity_tolerance, parse_report
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = Path(os.environ.get("FREENET_TOOLS", Path.home() / ".cache" / "freenet-deploy"))
@@ -65,7 +65,8 @@ def test_benchcore_fixture_came_from_the_swift_core() -> None:
     assert report["device"]["os"] == "linux"
     assert report["status"] == "ok"
     assert len(report["timing"]["samples_ms"]) == TIMED_RUNS
-    assert report["parity"]["reference_checked"] is True
+    assert report["parity"]["reference_checked"] is True and report["parity"]["passed"] is True
+    assert report["model"]["family"] == "tiny"
     assert "not a speed result" in report["notes"]["engine"]
 
 
@@ -111,20 +112,22 @@ def write_tiny_bundle(root: Path) -> dict:
         "tiny/weights.bin": np.concatenate([weights.ravel(), bias]).astype("<f4").tobytes(),
         "tiny/ref_in.bin": x.astype("<f4").tobytes(),
         "tiny/ref_out.bin": y.astype("<f4").tobytes(),
+        # 1.5x what the model computes: rel_diff 1/3, far beyond the fp32 CPU bound.
+        "tiny/ref_out_drifted.bin": (y * np.float32(1.5)).astype("<f4").tobytes(),
     }
     for rel, data in files.items():
         (bundle / rel).write_bytes(data)
     sha = {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
 
-    def artifact(art_id: str, file_sha: str) -> dict:
+    def artifact(art_id: str, file_sha: str, ref_out: str = "tiny/ref_out.bin") -> dict:
         return {
             "id": art_id, "model": "tiny_linear", "model_family": "tiny", "config_hash": "0" * 16,
             "format": "coreml", "target": "coreml-linux-reference", "precision": "fp32", "status": "ok",
             "file": "tiny/weights.bin", "sha256": file_sha, "size_bytes": len(files["tiny/weights.bin"]),
             "inputs": [{"name": "x", "shape": [1, c, h, w], "dtype": "float32", "layout": "NCHW"}],
             "outputs": [{"name": "logits", "shape": [1, k], "dtype": "float32", "layout": "NC"}],
-            "reference": {"input_file": "tiny/ref_in.bin", "output_file": "tiny/ref_out.bin", "dtype": "float32",
-                          "input_sha256": sha["tiny/ref_in.bin"], "output_sha256": sha["tiny/ref_out.bin"], "seed": 0},
+            "reference": {"input_file": "tiny/ref_in.bin", "output_file": ref_out, "dtype": "float32",
+                          "input_sha256": sha["tiny/ref_in.bin"], "output_sha256": sha[ref_out], "seed": 0},
             "tool_versions": {"numpy": np.__version__}, "macs": c * h * w + k * c, "params": k * c + k,
             "notes": ["test bundle for the BenchCore Linux stand-in engine; not a real Core ML model"],
         }
@@ -135,6 +138,8 @@ def write_tiny_bundle(root: Path) -> dict:
             artifact("tiny_linear-coreml-fp32", sha["tiny/weights.bin"]),
             # The manifest promises other bytes than the server sends: the app must refuse them.
             artifact("tiny_linear_tampered-coreml-fp32", "f" * 64),
+            # Runs, but misses its reference output: parity_failed, samples kept.
+            artifact("tiny_linear_drifted-coreml-fp32", sha["tiny/weights.bin"], "tiny/ref_out_drifted.bin"),
             # Not runnable by the iOS app: skipped, not reported.
             {**artifact("tiny_linear-tflite-fp32", sha["tiny/weights.bin"]), "format": "tflite", "target": "litert-cpu"},
         ],
@@ -228,6 +233,7 @@ def test_swift_test_against_live_aggregator(swift_chroot: Path, aggregator: dict
 
         reports = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
         queue_run_id = (out / "queue_test_run_id.txt").read_text().strip()
+        rejected_run_id = (out / "queue_test_rejected_run_id.txt").read_text().strip()
         skipped = (out / "skipped.txt").read_text().split()
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -238,8 +244,13 @@ def test_swift_test_against_live_aggregator(swift_chroot: Path, aggregator: dict
         assert schema_errors(report) == [], report["run_id"]
         parse_report(report)
     by_status = {r["status"]: r for r in reports}
-    assert sorted(r["status"] for r in reports) == ["error", "ok"]
-    ok, err = by_status["ok"], by_status["error"]
+    assert sorted(r["status"] for r in reports) == ["error", "ok", "parity_failed"]
+    ok, err, drifted = by_status["ok"], by_status["error"], by_status["parity_failed"]
+    assert ok["model"]["family"] == "tiny"
+    assert ok["parity"]["passed"] is True and ok["parity"]["tolerance"] == parity_tolerance("fp32", "cpu")
+    assert drifted["model"]["artifact_id"] == "tiny_linear_drifted-coreml-fp32"
+    assert drifted["parity"]["passed"] is False and drifted["parity"]["rel_diff"] == pytest.approx(1 / 3, rel=1e-4)
+    assert len(drifted["timing"]["samples_ms"]) == TIMED_RUNS
     assert ok["model"]["artifact_id"] == "tiny_linear-coreml-fp32"
     assert len(ok["timing"]["samples_ms"]) == TIMED_RUNS and all(s > 0 for s in ok["timing"]["samples_ms"])
     assert ok["timing"]["warmup_runs"] == 5 and ok["timing"]["load_ms"] > 0
@@ -249,15 +260,17 @@ def test_swift_test_against_live_aggregator(swift_chroot: Path, aggregator: dict
     assert err["model"]["artifact_id"] == "tiny_linear_tampered-coreml-fp32"
     assert "sha256 mismatch" in err["error"] and err["timing"]["samples_ms"] == []
 
-    # The server stored each of them (and the queue test's report) exactly once.
-    for run_id in [ok["run_id"], err["run_id"], queue_run_id]:
+    # The server stored each of them (and the queue test's report) exactly once, through the
+    # batch endpoint; the queue test's invalid report was answered 422 there and not stored.
+    assert httpx.get(f"{aggregator['url']}/api/v1/reports/{rejected_run_id}", timeout=10).status_code == 404
+    for run_id in [ok["run_id"], err["run_id"], drifted["run_id"], queue_run_id]:
         r = httpx.get(f"{aggregator['url']}/api/v1/reports/{run_id}", timeout=10)
         assert r.status_code == 200, (run_id, r.text[:500])
         assert r.json()["run_id"] == run_id
     listed = httpx.get(f"{aggregator['url']}/api/v1/reports", params={"platform": "ios", "limit": 100}, timeout=10)
     assert listed.status_code == 200
     listed_ids = [r["run_id"] for r in listed.json()["reports"]]
-    assert {ok["run_id"], err["run_id"], queue_run_id} <= set(listed_ids)
+    assert {ok["run_id"], err["run_id"], drifted["run_id"], queue_run_id} <= set(listed_ids)
     assert len(listed_ids) == len(set(listed_ids))  # the re-sent queue report was not double counted
 
     if os.environ.get("FREENET_UPDATE_FIXTURES") == "1":
@@ -275,3 +288,27 @@ def test_dashboard_shows_the_committed_ios_report(aggregator: dict) -> None:
     assert page.status_code == 200 and report["run_id"] in page.text
     index = httpx.get(f"{aggregator['url']}/", timeout=10)
     assert index.status_code == 200 and "tiny_linear" in index.text
+
+
+def test_executorch_swiftpm_branch_follows_upstream_naming_and_the_pip_pin() -> None:
+    """project.yml's ExecuTorch branch is `swiftpm-X.Y.Z` (release) or `swiftpm-X.Y.Z.YYYYMMDD`
+    (nightly) and names the executorch version pyproject.toml exports with."""
+    import re
+    import tomllib
+
+    # project.yml is read as text (no YAML library among the test dependencies).
+    spec = (ROOT / "ios_app" / "project.yml").read_text()
+    package = re.search(r"^  executorch:\n((?:    .*\n|\s*#.*\n)+)", spec, re.M)
+    assert package, "project.yml has no `executorch` package"
+    assert re.search(r"^    url: https://github.com/pytorch/executorch$", package[1], re.M)
+    branch = re.search(r"^    branch: (\S+)$", package[1], re.M)[1]
+    match = re.fullmatch(r"swiftpm-(\d+\.\d+\.\d+)(?:\.(\d{8}))?", branch)
+    assert match, f"{branch!r} is not an upstream SwiftPM branch name (swiftpm-X.Y.Z or swiftpm-X.Y.Z.YYYYMMDD)"
+    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pin = next(d.split("==")[1] for d in pins if d.startswith("executorch=="))
+    nightly = re.fullmatch(r"(\d+\.\d+\.\d+)\.dev(\d{8})", pin)
+    expected = f"swiftpm-{nightly[1]}.{nightly[2]}" if nightly else f"swiftpm-{pin}"
+    assert branch == expected, f"pyproject pins executorch=={pin}: the SwiftPM branch must be {expected}"
+    assert re.search(rf'^\s+FreeNetExecuTorchVersion: "{re.escape(pin)}"$', spec, re.M)
+    readme = (ROOT / "ios_app" / "README.md").read_text()
+    assert f"`{branch}`" in readme and "swiftpm-X.Y.Z.YYYYMMDD" in readme

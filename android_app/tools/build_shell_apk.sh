@@ -27,11 +27,12 @@ for t in aapt2 javac java zip zipalign apksigner; do
   command -v "$t" >/dev/null || { log "ERROR: $t not on PATH: run scripts/setup_android_tools.sh"; exit 1; }
 done
 
-# One source of truth for the version and target SDK: app/build.gradle.
+# The app version comes from app/build.gradle.
 GRADLE="$HERE/app/build.gradle"
 VERSION_CODE=$(sed -n 's/^ *versionCode *\([0-9]*\).*/\1/p' "$GRADLE" | head -n1)
 VERSION_NAME=$(sed -n 's/^ *versionName *"\([^"]*\)".*/\1/p' "$GRADLE" | head -n1)
-TARGET_SDK=$(sed -n 's/^ *targetSdk *\([0-9]*\).*/\1/p' "$GRADLE" | head -n1)
+# The SDK levels live in the version catalog, like every other version.
+TARGET_SDK=$(sed -n 's/^targetSdk *= *"\([0-9]*\)".*/\1/p' "$HERE/gradle/libs.versions.toml" | head -n1)
 [[ -n "$VERSION_CODE" && -n "$VERSION_NAME" && -n "$TARGET_SDK" ]] || {
   log "ERROR: cannot read versionCode/versionName/targetSdk from $GRADLE"; exit 1; }
 

@@ -1,56 +1,50 @@
-"""One module per export format, all with the same signature (see `base.py`).
+"""The format registry: one `Format` object per module (see `base.py`), collected here.
 
-The table below is data: the orchestrator (export/api.py) looks formats up here and imports the
-module lazily, so a missing converter only fails its own format.
+Everything else that needs a format fact (the planner, tool versions, parity, the host runtimes,
+the docs' format table) reads it from these objects. The modules import only numpy/torch at load
+time; converters and runtimes are imported inside `export`/`open`, so a missing converter fails
+only its own format.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from types import ModuleType
+from .base import Format
+from .coreml import FORMAT as _COREML
+from .executorch import FORMAT as _EXECUTORCH
+from .onnx import FORMAT as _ONNX
+from .tflite import FORMAT as _TFLITE
 
-from .base import BackendSpec
-
-BACKENDS: dict[str, BackendSpec] = {
-    "onnx": BackendSpec(
-        "onnx",
-        module="export.backends.onnx",
-        targets=("onnxruntime-cpu", "onnxruntime-nnapi", "onnxruntime-coreml"),
-        precisions=("fp32", "fp16", "int8"),
-        requires=("onnx", "onnxruntime", "onnxscript"),
-    ),
-    "coreml": BackendSpec(
-        "coreml",
-        module="export.backends.coreml",
-        targets=("coreml-all", "coreml-cpu-gpu"),
-        precisions=("fp32", "fp16", "int8"),
-        requires=("coremltools",),
-    ),
-    "tflite": BackendSpec(
-        "tflite",
-        module="export.backends.tflite",
-        targets=("litert-gpu", "litert-cpu"),
-        precisions=("fp32", "fp16", "int8"),
-        requires=("litert_torch", "ai_edge_litert", "ai_edge_quantizer"),
-    ),
-    "executorch": BackendSpec(
-        "executorch",
-        module="export.backends.executorch",
-        targets=("executorch-xnnpack", "executorch-vulkan", "executorch-coreml"),
-        precisions=("fp32", "fp16", "int8"),
-        requires=("executorch",),
-    ),
-}
+FORMATS: dict[str, Format] = {f.name: f for f in (_ONNX, _COREML, _TFLITE, _EXECUTORCH)}
 
 
-def load_backend(fmt: str) -> ModuleType:
-    """Import a backend module, or raise with the package to install."""
-    spec = BACKENDS[fmt]
-    missing = [p for p in spec.requires if importlib.util.find_spec(p) is None]
-    if missing:
-        raise ImportError(
-            f"the {fmt} exporter needs {', '.join(missing)}: install it with "
-            f"`pip install {' '.join(spec.pip_names[p] for p in missing)}` (or `pip install -e .`)"
-        )
-    return importlib.import_module(spec.module)
+def get_format(name: str) -> Format:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown format {name!r}; valid: {', '.join(FORMATS)}") from None
+
+
+def load_format(name: str) -> Format:
+    """The format, or ImportError naming the packages to install."""
+    fmt = get_format(name)
+    fmt.ensure_installed()
+    return fmt
+
+
+def all_targets() -> dict[str, Format]:
+    """target name -> the format that owns it."""
+    return {t.name: f for f in FORMATS.values() for t in f.targets}
+
+
+def format_table() -> str:
+    """The docs' format table (Markdown), generated from the objects (tests check the docs hold it)."""
+    hosts = {("linux", "darwin"): "Linux, macOS", ("darwin",): "macOS only", (): "device only"}
+    rows = ["| format | extension | target | runs on | precisions | host parity/timing | needs |",
+            "|---|---|---|---|---|---|---|"]
+    for f in FORMATS.values():
+        for t in f.targets:
+            default = " (default)" if t.name in f.default_targets else ""
+            needs = ", ".join(f"`{req}`" for req in f.requires.values())
+            rows.append(f"| {f.title} | `{f.extension}` | `{t.name}`{default} | {t.device} | {', '.join(t.precisions)} "
+                        f"| {hosts.get(tuple(t.hosts), ', '.join(t.hosts))} | {needs} |")
+    return "\n".join(rows)

@@ -1,6 +1,11 @@
-"""The contract every backend module follows.
+"""The contract every export format follows: one `Format` object per format, one module each.
 
-A backend module (onnx.py, coreml.py, tflite.py, executorch.py) exposes exactly:
+A format module (onnx.py, coreml.py, tflite.py, executorch.py) defines ONE object, `FORMAT`, a
+`Format` subclass instance that holds every fact about the format and both of its operations:
+
+    name, extension, targets (each with its precisions and whether this machine can run it),
+    default_targets, requires (import name -> pip requirement), tool_packages (distributions
+    whose versions every artifact records), accelerators (what `open` can run it on here).
 
     export(req: ExportRequest) -> BackendResult
         Convert `req.model` (eval mode, rewrite passes already applied) for `req.target` at
@@ -9,54 +14,37 @@ A backend module (onnx.py, coreml.py, tflite.py, executorch.py) exposes exactly:
         never leaves a half-written artifact). Embed `req.metadata` natively where the format has a
         slot. Record delegate coverage for the target. Heavy imports happen inside the function.
 
-    run(path: Path, x: np.ndarray, target: str) -> np.ndarray
-        Run the artifact on this machine for parity (float32 NCHW input as in eager PyTorch; the
-        backend handles its own layout). Raise NotRunnableHere(reason) where this machine cannot
-        run it (Core ML prediction needs macOS; a Vulkan .pte needs a phone).
+    open(path, target, threads=1, accelerator=None) -> Session
+        Load the artifact once on this machine. The SAME session serves the export's parity checks
+        (export/api.py) and the host runner's timing (device_bench/runtimes). Raise
+        NotRunnableHere(reason) where this machine cannot run it (Core ML prediction needs macOS; a
+        Vulkan .pte needs a phone).
 
-Errors are raised as exceptions with the converter's own message; the orchestrator records them in
-the status table and carries on with the other formats.
+The registry (export/backends/__init__.py), the planner's checks, the tool versions, the host
+runtimes and the docs' format table are all derived from these objects. Errors are raised as
+exceptions with the converter's own message; the orchestrator records them in the status table and
+carries on with the other formats.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
-from torch import nn
 
 from ..manifest import Coverage, TensorSpec
 
-# import name -> PyPI distribution, for "install it with" messages
-PIP_NAMES = {
-    "onnx": "onnx==1.23.2",
-    "onnxruntime": "onnxruntime==1.32.0",
-    "onnxscript": "onnxscript==0.7.2",
-    "coremltools": "coremltools==9.0",
-    "litert_torch": "litert-torch==0.10.0",
-    "ai_edge_litert": "ai-edge-litert==2.3.0",
-    "ai_edge_quantizer": "ai-edge-quantizer==0.10.*",
-    "executorch": "executorch==1.5.1",
-}
-
+if TYPE_CHECKING:  # torch is imported where it is used: a timing worker of ONNX Runtime never loads it
+    import torch
+    from torch import nn
 
 class NotRunnableHere(RuntimeError):
     """The artifact is valid but this machine has no runtime for it (reason in the message)."""
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    name: str
-    module: str
-    targets: tuple[str, ...]
-    precisions: tuple[str, ...]
-    requires: tuple[str, ...]
-
-    @property
-    def pip_names(self) -> dict[str, str]:
-        return {p: PIP_NAMES.get(p, p) for p in self.requires}
 
 
 @dataclass
@@ -86,12 +74,9 @@ class BackendResult:
 RANDOM_CALIBRATION_SAMPLES = 16
 
 
-def validate_request(req: ExportRequest, fmt: str, targets, precisions) -> None:
+def validate_request(req: ExportRequest, fmt: Format) -> None:
     """Refuse a bad target, precision, input rank or calibration set before any slow conversion."""
-    if req.target not in targets:
-        raise ValueError(f"unknown {fmt} target {req.target!r}; choose one of {', '.join(targets)}")
-    if req.precision not in precisions:
-        raise ValueError(f"unknown precision {req.precision!r}; choose one of {', '.join(precisions)}")
+    fmt.check(req.target, req.precision)
     if req.example_input.ndim != 4:
         raise ValueError(f"example_input must be one NCHW image batch, got shape {list(req.example_input.shape)}")
     if req.precision == "int8":
@@ -107,6 +92,8 @@ def calibration_batches(req: ExportRequest) -> tuple[list[np.ndarray], str]:
         shape = tuple(req.example_input.shape)
         data = [rng.standard_normal(shape).astype(np.float32) for _ in range(RANDOM_CALIBRATION_SAMPLES)]
         return data, f"calibrated on {RANDOM_CALIBRATION_SAMPLES} seeded random-normal inputs (no real images given)"
+    import torch
+
     images = req.calibration.detach().to(torch.float32).cpu().numpy()
     if images.ndim != 4 or images.shape[1:] != tuple(req.example_input.shape[1:]):
         raise ValueError(
@@ -126,3 +113,100 @@ def package_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "not installed"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One deployment target of a format: what it runs on and which precisions its backend offers."""
+
+    name: str
+    precisions: tuple[str, ...]
+    device: str  # where the artifact runs, in words (docs table, notes)
+    hosts: tuple[str, ...] = ("linux", "darwin")  # sys.platform values whose pip runtime can run it
+    why_not_here: str = ""  # the reason when this machine cannot (NotRunnableHere's message)
+
+    @property
+    def runs_here(self) -> bool:
+        return sys.platform in self.hosts
+
+
+class Session(ABC):
+    """One loaded artifact. `run` takes and returns the artifact's own tensors (its layout), which is
+    what timing measures; `prepare`/`finish` convert from/to float32 NCHW outside the timed call;
+    `infer` chains the three for parity."""
+
+    #: where the ops run, e.g. {"gpu": 636, "cpu": 0}; None when the runtime does not say
+    placement: dict[str, int] | None = None
+
+    def prepare(self, x_nchw: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x_nchw, dtype=np.float32)
+
+    @abstractmethod
+    def run(self, x: np.ndarray) -> np.ndarray: ...
+
+    def finish(self, y: np.ndarray) -> np.ndarray:
+        return np.asarray(y, dtype=np.float32)
+
+    def infer(self, x_nchw: np.ndarray) -> np.ndarray:
+        return self.finish(self.run(self.prepare(x_nchw)))
+
+
+class Format(ABC):
+    """Every fact about one export format, and its two operations (see the module docstring)."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]  # for the docs table
+    extension: ClassVar[str]
+    targets: ClassVar[tuple[Target, ...]]
+    default_targets: ClassVar[tuple[str, ...]]  # what `freenet export` builds when no target is named
+    requires: ClassVar[dict[str, str]]  # import name -> pip requirement
+    tool_packages: ClassVar[tuple[str, ...]]  # distributions whose versions every artifact records
+    accelerators: ClassVar[tuple[str, ...]] = ("cpu",)  # what open() can run the artifact on here
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p for t in self.targets for p in t.precisions))
+
+    def target(self, name: str) -> Target:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise ValueError(f"unknown {self.title} target {name!r}; choose one of {', '.join(self.target_names)}")
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.targets)
+
+    def check(self, target: str, precision: str) -> None:
+        """Raise ValueError when this format does not offer `precision` for `target`."""
+        t = self.target(target)
+        if precision not in t.precisions:
+            raise ValueError(f"{target} does not offer {precision!r}; it offers {', '.join(t.precisions)}")
+
+    def missing(self) -> list[str]:
+        """Import names of the required packages that are not installed."""
+        return [p for p in self.requires if importlib.util.find_spec(p) is None]
+
+    def ensure_installed(self) -> None:
+        missing = self.missing()
+        if missing:
+            raise ImportError(
+                f"the {self.name} exporter needs {', '.join(missing)}: install it with "
+                f"`pip install {' '.join(self.requires[p] for p in missing)}` (or `pip install -e .`)"
+            )
+
+    def tool_versions(self) -> dict[str, str]:
+        return {p: package_version(p) for p in self.tool_packages}
+
+    def runnable(self, target: str) -> Target:
+        """The target, or NotRunnableHere with the reason this machine cannot run it."""
+        t = self.target(target)
+        if not t.runs_here:
+            raise NotRunnableHere(f"{target}: {t.why_not_here}")
+        return t
+
+    @abstractmethod
+    def export(self, req: ExportRequest) -> BackendResult: ...
+
+    @abstractmethod
+    def open(self, path: str | Path, target: str, threads: int = 1, accelerator: str | None = None) -> Session: ...

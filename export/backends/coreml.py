@@ -7,7 +7,7 @@ the saved spec that needs no Apple hardware: the op census, every op valid in th
 target's opset (coremltools' own op registry), the value dtypes (fp16 throughout for fp16 artifacts,
 only the I/O casts in fp32) and the I/O names and shapes. The two targets hold the same program;
 they differ only in the compute units the app is told to load it with (recorded in metadata).
-Prediction needs macOS: `run()` predicts there and raises `NotRunnableHere` elsewhere.
+Prediction needs macOS: `FORMAT.open()` loads it there and raises `NotRunnableHere` elsewhere.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..manifest import Coverage, TensorSpec
-from .base import BackendResult, ExportRequest, NotRunnableHere
+from .base import BackendResult, ExportRequest, Format, NotRunnableHere, Session, Target
 
 INPUT_NAME = "input"  # the manifest names, shared with the ONNX backend
 OUTPUT_NAME = "output"
@@ -30,7 +29,9 @@ COMPUTE_UNITS = {
     "coreml-all": "ALL",  # CPU + GPU + Neural Engine: Core ML picks the ANE when present
     "coreml-cpu-gpu": "CPU_AND_GPU",  # the mobile-GPU number (no ANE)
 }
-PRECISIONS = ("fp32", "fp16", "int8")
+_ALL = ("fp32", "fp16", "int8")
+_NOT_HERE = ("Core ML prediction needs macOS (coremltools on this OS can convert and read the spec, not "
+             "predict); the spec was checked statically instead")
 
 # iOS16 (Core ML 6, opset "CoreML6") is the lowest target that has everything these models use:
 # fp16 ML programs with fp32 I/O, dilated conv, slice_by_index, concat, reduce_mean, clip, linear
@@ -48,8 +49,10 @@ _FLOAT_TYPES = ("FLOAT16", "FLOAT32", "FLOAT64", "BFLOAT16")
 
 def export(req: ExportRequest) -> BackendResult:
     """Convert `req.model` to an ML program and save the `.mlpackage` directory at `req.out_path`."""
-    compute_units = _check_request(req.target, req.precision)
+    FORMAT.check(req.target, req.precision)
+    compute_units = COMPUTE_UNITS[req.target]
     import coremltools as ct
+    import torch
     from coremltools.proto.FeatureTypes_pb2 import ArrayFeatureType
 
     model = req.model
@@ -130,19 +133,43 @@ def export(req: ExportRequest) -> BackendResult:
     )
 
 
-def run(path: Path, x: np.ndarray, target: str) -> np.ndarray:
-    """Predict with Core ML on macOS at the target's compute units; elsewhere raise NotRunnableHere."""
-    compute_units = _check_request(target, None)
-    if sys.platform != "darwin":
-        raise NotRunnableHere(
-            f"{target}: Core ML prediction needs macOS (coremltools on {sys.platform} can convert "
-            "and read the spec, not predict); the spec was checked statically instead"
-        )
-    import coremltools as ct
+class CoreMLSession(Session):
+    """Core ML prediction at the target's compute units (macOS only)."""
 
-    mlmodel = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units))
-    result = mlmodel.predict({INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})
-    return np.asarray(result[OUTPUT_NAME], dtype=np.float32)
+    def __init__(self, path: Path, compute_units: str) -> None:
+        import coremltools as ct
+
+        self._model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units))
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self._model.predict({INPUT_NAME: x})[OUTPUT_NAME], dtype=np.float32)
+
+
+class CoreMLFormat(Format):
+    name = "coreml"
+    title = "Core ML"
+    extension = ".mlpackage"
+    # The two targets hold the same program; they differ in the compute units the app loads it with.
+    targets = (
+        Target("coreml-all", _ALL, "Core ML, compute units ALL (Neural Engine where present)",
+               ("darwin",), _NOT_HERE),
+        Target("coreml-cpu-gpu", _ALL, "Core ML, compute units CPU_AND_GPU (the mobile-GPU number)",
+               ("darwin",), _NOT_HERE),
+    )
+    default_targets = ("coreml-cpu-gpu",)
+    requires = {"coremltools": "coremltools==9.0"}
+    tool_packages = ("torch", "coremltools")
+    accelerators = ("cpu", "gpu", "ane")
+
+    def export(self, req: ExportRequest) -> BackendResult:
+        return export(req)
+
+    def open(self, path: str | Path, target: str, threads: int = 1, accelerator: str | None = None) -> Session:
+        self.runnable(target)
+        return CoreMLSession(Path(path), COMPUTE_UNITS[target])
+
+
+FORMAT = CoreMLFormat()
 
 
 def verify_spec(path: Path, deployment_target: str = DEPLOYMENT_TARGET, precision: str = "fp16") -> Coverage:
@@ -220,14 +247,6 @@ def verify_spec(path: Path, deployment_target: str = DEPLOYMENT_TARGET, precisio
             "placement": "decided by Core ML at load time on the device (MLComputePlan); not checkable on Linux",
         },
     )
-
-
-def _check_request(target: str, precision: str | None) -> str:
-    if target not in COMPUTE_UNITS:
-        raise ValueError(f"unknown Core ML target {target!r}; choose one of {sorted(COMPUTE_UNITS)}")
-    if precision is not None and precision not in PRECISIONS:
-        raise ValueError(f"Core ML does not offer {precision!r}; it offers {', '.join(PRECISIONS)}")
-    return COMPUTE_UNITS[target]
 
 
 def _quantize_weights(mlmodel):

@@ -5,7 +5,8 @@ This module owns the ExecuTorch flow of `examples/xnnpack/aot_compiler.py` as a 
 the target's partitioner -> `to_executorch` -> `.pte`, and the evidence of how much of the graph the
 target's delegate took: delegated vs non-delegated compute nodes, the number of delegate subgraphs,
 and the partitioner's own reason for every node it left out. Only XNNPACK programs run here (the pip
-runtime registers no Vulkan or Core ML backend); the others raise `NotRunnableHere` in `run()`.
+runtime registers no Vulkan or Core ML backend); the others raise `NotRunnableHere`
+from `FORMAT.open()`.
 A `.pte` has no metadata slot, so the bundle's sidecar manifest carries the metadata.
 """
 
@@ -20,13 +21,16 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from ..manifest import Coverage, TensorSpec
-from .base import BackendResult, ExportRequest, NotRunnableHere, package_version
+from .base import BackendResult, ExportRequest, Format, NotRunnableHere, Session, Target, package_version
+
+if TYPE_CHECKING:  # torch is imported where it is used, so the format registry stays light
+    import torch
+    from torch import nn
 
 # Names of the single input and output in the manifest, as in the ONNX backend (a .pte is positional).
 INPUT_NAME = "input"
@@ -34,19 +38,23 @@ OUTPUT_NAME = "output"
 
 
 @dataclass(frozen=True)
-class _Target:
-    backend_id: str  # the `backend_id` of the lowered modules this target's partitioner produces
-    precisions: tuple[str, ...]
-    runnable_here: bool
-    device: str
+class EtTarget(Target):
+    backend_id: str = ""  # the `backend_id` of the lowered modules this target's partitioner produces
 
 
-TARGETS: dict[str, _Target] = {
-    "executorch-xnnpack": _Target("XnnpackBackend", ("fp32", "fp16", "int8"), True, "CPU (XNNPACK)"),
+def _not_here(backend_id: str, device: str) -> str:
+    return (f"the ExecuTorch pip runtime has no {backend_id} registered; this .pte runs only on a device "
+            f"with that backend linked ({device})")
+
+
+_TARGETS = (
+    EtTarget("executorch-xnnpack", ("fp32", "fp16", "int8"), "CPU (XNNPACK)", backend_id="XnnpackBackend"),
     # Vulkan int8 needs the Vulkan quantizer and a phone to check it; not offered until it can be verified.
-    "executorch-vulkan": _Target("VulkanBackend", ("fp32", "fp16"), False, "mobile GPU (Vulkan)"),
-    "executorch-coreml": _Target("CoreMLBackend", ("fp32", "fp16", "int8"), False, "Core ML (ANE/GPU/CPU)"),
-}
+    EtTarget("executorch-vulkan", ("fp32", "fp16"), "mobile GPU (Vulkan)", (),
+             _not_here("VulkanBackend", "mobile GPU (Vulkan)"), backend_id="VulkanBackend"),
+    EtTarget("executorch-coreml", ("fp32", "fp16", "int8"), "Core ML (ANE/GPU/CPU)", (),
+             _not_here("CoreMLBackend", "Core ML (ANE/GPU/CPU)"), backend_id="CoreMLBackend"),
+)
 
 # Core ML inside ExecuTorch: iOS16 is the lowest OS the ExecuTorch Core ML delegate supports and the
 # first Core ML opset with constexpr (compressed-weight) ops, so int8 weights need nothing newer.
@@ -71,7 +79,9 @@ _SKIP_PATTERNS = (
 
 def export(req: ExportRequest) -> BackendResult:
     """Lower `req.model` for `req.target` at `req.precision` and write the `.pte` at `req.out_path`."""
-    target = _check_request(req.target, req.precision)
+    FORMAT.check(req.target, req.precision)
+    target = FORMAT.target(req.target)
+    import torch
     from executorch.exir import to_edge_transform_and_lower
 
     model = req.model
@@ -121,27 +131,59 @@ def export(req: ExportRequest) -> BackendResult:
     )
 
 
-def run(path: Path, x: np.ndarray, target: str) -> np.ndarray:
-    """Run a `.pte` with the ExecuTorch pip runtime (XNNPACK only: it is the one backend it registers)."""
-    spec = _check_request(target, None)
-    if not spec.runnable_here:
-        raise NotRunnableHere(
-            f"{target}: the ExecuTorch pip runtime has no {spec.backend_id} registered; this .pte runs "
-            f"only on a device with that backend linked ({spec.device})"
-        )
-    from executorch.runtime import Runtime
+class ExecuTorchSession(Session):
+    """A `.pte`'s forward method on the ExecuTorch pip runtime, XNNPACK's threadpool at `threads`."""
 
-    runtime = Runtime.get()
-    if not runtime.backend_registry.is_available(spec.backend_id):
-        raise NotRunnableHere(
-            f"{target}: this ExecuTorch runtime does not register {spec.backend_id} "
-            f"(registered: {runtime.backend_registry.registered_backend_names})"
-        )
-    method = runtime.load_program(Path(path)).load_method("forward")
-    if method is None:
-        raise RuntimeError(f"{path} has no `forward` method")
-    inp = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    return method.execute([inp])[0].detach().numpy().astype(np.float32, copy=False)
+    def __init__(self, path: Path, target: EtTarget, threads: int) -> None:
+        import torch
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
+
+        self._from_numpy = torch.from_numpy
+        torch.set_num_threads(threads)
+        # XNNPACK inside ExecuTorch has its own threadpool sized to every core; without this reset it
+        # ran with 2 threads while the other runtimes had 1 (and looked twice as fast).
+        if portable_lib._threadpool_get_thread_count() != threads:
+            portable_lib._unsafe_reset_threadpool(threads)
+        if portable_lib._threadpool_get_thread_count() != threads:
+            raise RuntimeError(f"ExecuTorch threadpool has {portable_lib._threadpool_get_thread_count()} threads, asked for {threads}")
+        runtime = Runtime.get()
+        if not runtime.backend_registry.is_available(target.backend_id):
+            raise NotRunnableHere(
+                f"{target.name}: this ExecuTorch runtime does not register {target.backend_id} "
+                f"(registered: {runtime.backend_registry.registered_backend_names})"
+            )
+        self._method = runtime.load_program(Path(path)).load_method("forward")
+        if self._method is None:
+            raise RuntimeError(f"{path} has no `forward` method")
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._method.execute([self._from_numpy(x)])[0].numpy()
+
+
+class ExecuTorchFormat(Format):
+    name = "executorch"
+    title = "ExecuTorch"
+    extension = ".pte"
+    targets = _TARGETS
+    default_targets = ("executorch-xnnpack", "executorch-vulkan")
+    requires = {"executorch": "executorch==1.5.1"}
+    tool_packages = ("torch", "executorch")
+
+    def target(self, name: str) -> EtTarget:
+        return super().target(name)  # type: ignore[return-value]
+
+    def export(self, req: ExportRequest) -> BackendResult:
+        return export(req)
+
+    def open(self, path: str | Path, target: str, threads: int = 1, accelerator: str | None = None) -> Session:
+        spec = self.runnable(target)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no such .pte file: {path}")
+        return ExecuTorchSession(Path(path), spec, threads)
+
+
+FORMAT = ExecuTorchFormat()
 
 
 def delegation_coverage(
@@ -211,17 +253,6 @@ def delegation_coverage(
     )
 
 
-def _check_request(target: str, precision: str | None) -> _Target:
-    spec = TARGETS.get(target)
-    if spec is None:
-        raise ValueError(f"unknown ExecuTorch target {target!r}; choose one of {sorted(TARGETS)}")
-    if precision is not None and precision not in spec.precisions:
-        raise ValueError(
-            f"{target} does not offer {precision}; it offers {', '.join(spec.precisions)}"
-        )
-    return spec
-
-
 def _stage(name: str, fn):
     """Run one step of the flow; re-raise with the step's name and the tool's own message."""
     try:
@@ -230,24 +261,30 @@ def _stage(name: str, fn):
         raise RuntimeError(f"ExecuTorch {name} failed: {type(e).__name__}: {e}") from e
 
 
-class _Fp16Compute(nn.Module):
+def _fp16_compute(model: nn.Module) -> nn.Module:
     """fp32 in -> fp16 compute -> fp32 out, so the .pte keeps the same float32 I/O as every artifact."""
+    from torch import nn
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = copy.deepcopy(model).half()
+    class _Fp16Compute(nn.Module):
+        def __init__(self, model: nn.Module) -> None:
+            super().__init__()
+            self.model = copy.deepcopy(model).half()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.half()).float()
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model(x.half()).float()
+
+    return _Fp16Compute(model)
 
 
 def _exported_program(model: nn.Module, x: torch.Tensor, req: ExportRequest, notes: list[str]):
+    import torch
+
     if req.target != "executorch-xnnpack" or req.precision == "fp32":
         # Vulkan fp16 and Core ML fp16/int8 are compile options of their delegates (see _partitioner).
         return torch.export.export(model, (x,))
     if req.precision == "fp16":
         notes.append("fp16: weights and compute in fp16 inside XNNPACK; the input/output stay float32 (one cast each).")
-        return torch.export.export(_Fp16Compute(model), (x,))
+        return torch.export.export(_fp16_compute(model), (x,))
     return torch.export.export(_quantize_xnnpack(model, x, req.calibration, notes), (x,))
 
 
@@ -257,6 +294,7 @@ def _quantize_xnnpack(model: nn.Module, x: torch.Tensor, calibration: torch.Tens
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
+    import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     if calibration is None:
@@ -396,6 +434,8 @@ def _canonical_op(name: str) -> str:
 
 
 def _is_io_cast(node: torch.fx.Node) -> bool:
+    import torch
+
     src = node.args[0] if node.args else None
     feeds_output = any(user.op == "output" for user in node.users)
     return (isinstance(src, torch.fx.Node) and src.op == "placeholder") or feeds_output

@@ -15,17 +15,24 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..manifest import Coverage, TensorSpec
-from .base import BackendResult, ExportRequest, NotRunnableHere, calibration_batches, package_version, validate_request
+from .base import (
+    BackendResult,
+    ExportRequest,
+    Format,
+    NotRunnableHere,
+    Session,
+    Target,
+    calibration_batches,
+    package_version,
+    validate_request,
+)
 
-TARGETS = ("onnxruntime-cpu", "onnxruntime-nnapi", "onnxruntime-coreml")
-PRECISIONS = ("fp32", "fp16", "int8")
+_ALL = ("fp32", "fp16", "int8")
 # The exporter's native opset: asking for an older one makes it try a version conversion that
 # fails on Slice/ReduceMean axes (a logged traceback) and still writes 18.
 OPSET = 18
@@ -51,24 +58,23 @@ def _exporter_reason(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
-def _export_fp32(model: torch.nn.Module, example: torch.Tensor):
+def _export_fp32(model, example):
     """torch.export -> ONNX ModelProto (opset OPSET, onnxscript-optimised), or OnnxExportError."""
+    import torch
+
     try:
-        with warnings.catch_warnings():
-            # An exported GraphModule reports training=True, but its graph is already the eval one.
-            warnings.filterwarnings("ignore", message="Exporting a model while it is in training mode")
-            program = torch.onnx.export(
-                model,
-                (example,),
-                dynamo=True,
-                opset_version=OPSET,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                optimize=True,  # onnxscript's optimizer: constant folding, dead code, redundant casts
-                external_data=False,
-                verbose=False,
-                report=False,
-            )
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            optimize=True,  # onnxscript's optimizer: constant folding, dead code, redundant casts
+            external_data=False,
+            verbose=False,
+            report=False,
+        )
     except Exception as exc:  # the exporter raises many types; keep its reason, name the stage
         raise OnnxExportError(
             f"torch.onnx.export failed for {type(model).__name__}: {_exporter_reason(exc)}"
@@ -190,8 +196,9 @@ def _coverage(path: Path, target: str) -> list[Coverage]:
 def export(req: ExportRequest) -> BackendResult:
     """Export `req.model` to one .onnx at `req.out_path` (see the module docstring for the steps)."""
     import onnx
+    import torch
 
-    validate_request(req, "ONNX", TARGETS, PRECISIONS)
+    validate_request(req, FORMAT)
     out_path = Path(req.out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
@@ -253,27 +260,72 @@ def export(req: ExportRequest) -> BackendResult:
     )
 
 
-def run(path: Path, x: np.ndarray, target: str) -> np.ndarray:
-    """Run the .onnx with onnxruntime's CPU EP (graph optimisations on, one thread) on NCHW float32 `x`.
+# StarNet's GPU protocol (imagenet/benchmark_onnx.py): the CUDA EP with exhaustive cuDNN algorithm
+# search; the CPU EP stays behind it for any node the CUDA EP does not take.
+CUDA_PROVIDER = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "EXHAUSTIVE"})
 
-    Every target runs here on the CPU EP: the NNAPI and Core ML EPs exist only on phones, and the
-    graph is the same, so CPU numerics are what parity can check on this machine.
-    """
-    import onnxruntime as ort
 
-    if target not in TARGETS:
-        raise ValueError(f"unknown ONNX target {target!r}; choose one of {', '.join(TARGETS)}")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such .onnx file: {path}")
-    if "CPUExecutionProvider" not in ort.get_available_providers():
-        raise NotRunnableHere("this onnxruntime build has no CPUExecutionProvider")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1  # parity, not speed; the build machine has 2 shared cores
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    inputs = session.get_inputs()
-    if len(inputs) != 1:
-        raise ValueError(f"{path} has {len(inputs)} inputs; run() feeds exactly one image tensor")
-    (output,) = session.run([session.get_outputs()[0].name], {inputs[0].name: np.ascontiguousarray(x, np.float32)})
-    return np.asarray(output, dtype=np.float32)
+class OnnxSession(Session):
+    """onnxruntime, graph optimisations on, `threads` intra-op threads and one inter-op; the CPU EP,
+    or the CUDA EP (`accelerator="cuda"`) where this onnxruntime build and machine have one.
+    `run` returns host memory, so a CUDA sample includes the device's completion and copy-back."""
+
+    def __init__(self, path: Path, threads: int, accelerator: str = "cpu") -> None:
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        if accelerator == "cuda":
+            if "CUDAExecutionProvider" not in available:
+                raise NotRunnableHere("this onnxruntime build has no CUDAExecutionProvider: install onnxruntime-gpu "
+                                      f"on a machine with a CUDA GPU (available here: {', '.join(available)})")
+            providers: list = [CUDA_PROVIDER, "CPUExecutionProvider"]
+        elif accelerator == "cpu":
+            if "CPUExecutionProvider" not in available:
+                raise NotRunnableHere("this onnxruntime build has no CPUExecutionProvider")
+            providers = ["CPUExecutionProvider"]
+        else:
+            raise ValueError(f"onnxruntime sessions run on 'cpu' or 'cuda', not {accelerator!r}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        if accelerator == "cuda" and self._session.get_providers()[0] != "CUDAExecutionProvider":
+            raise NotRunnableHere(f"onnxruntime fell back to {self._session.get_providers()} (the CUDA EP did not initialise)")
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise ValueError(f"{path} has {len(inputs)} inputs; a session feeds exactly one image tensor")
+        self._input, self._output = inputs[0].name, self._session.get_outputs()[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._session.run([self._output], {self._input: x})[0]
+
+
+class OnnxFormat(Format):
+    name = "onnx"
+    title = "ONNX"
+    extension = ".onnx"
+    # The three targets hold one graph; every one runs here on the CPU EP (the NNAPI and Core ML EPs
+    # exist only on phones), so CPU numerics are what parity checks on this machine.
+    targets = (
+        Target("onnxruntime-cpu", _ALL, "CPU (ONNX Runtime CPU EP)"),
+        Target("onnxruntime-nnapi", _ALL, "Android NNAPI EP (mobile GPU/NPU)"),
+        Target("onnxruntime-coreml", _ALL, "iOS Core ML EP"),
+    )
+    default_targets = ("onnxruntime-nnapi",)
+    requires = {"onnx": "onnx==1.23.2", "onnxruntime": "onnxruntime==1.32.0", "onnxscript": "onnxscript==0.7.2"}
+    tool_packages = ("torch", "onnx", "onnxruntime", "onnxscript")
+    accelerators = ("cpu", "cuda")
+
+    def export(self, req: ExportRequest) -> BackendResult:
+        return export(req)
+
+    def open(self, path: str | Path, target: str, threads: int = 1, accelerator: str | None = None) -> Session:
+        self.runnable(target)
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such .onnx file: {path}")
+        return OnnxSession(path, threads, accelerator or "cpu")
+
+
+FORMAT = OnnxFormat()

@@ -8,7 +8,8 @@ activations calibrated on `req.calibration`, with float32 graph input/output), `
 embedded in the flatbuffer's `metadata` table, and coverage: the static census against the GPU
 delegate's rules (`export.checks.tflite_census`) and, for the `litert-gpu` target, a real
 GPU-only run on LiteRT's GPU accelerator over SwiftShader (`export.checks.litert_gpu`).
-`run()` uses the LiteRT interpreter (XNNPACK, one thread).
+`FORMAT.open()` gives an interpreter session (XNNPACK) or, with accelerator "gpu", a session on LiteRT's
+GPU accelerator over SwiftShader (the emulated host runtime).
 """
 
 from __future__ import annotations
@@ -18,13 +19,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..manifest import Coverage, TensorSpec
-from .base import BackendResult, ExportRequest, calibration_batches, package_version, validate_request
+from .base import (
+    BackendResult,
+    ExportRequest,
+    Format,
+    NotRunnableHere,
+    Session,
+    Target,
+    calibration_batches,
+    package_version,
+    validate_request,
+)
 
-TARGETS = ("litert-gpu", "litert-cpu")
-PRECISIONS = ("fp32", "fp16", "int8")
+_ALL = ("fp32", "fp16", "int8")
 # Names of the entries this backend adds to the flatbuffer's `metadata` table (UTF-8 JSON each).
 METADATA_NAME = "freenet_deploy"
 IO_METADATA_NAME = "freenet_deploy.io"
@@ -35,19 +44,25 @@ class TfliteExportError(RuntimeError):
     """litert-torch or ai-edge-quantizer refused the model (their reason is in the message)."""
 
 
-def _to_nhwc(x: torch.Tensor) -> torch.Tensor:
+def _to_nhwc(x):
     return x.permute(0, 2, 3, 1).contiguous()
 
 
-def _convert(model: torch.nn.Module, example: torch.Tensor, channels_last_io: bool) -> bytes:
+def _convert(model, example, channels_last_io: bool) -> bytes:
     """litert-torch conversion to float32 .tflite bytes, or TfliteExportError with its reason."""
     import litert_torch
+    import torch
 
     if channels_last_io:
         with torch.no_grad():
             out_rank = model(example).ndim
         # NHWC input; a 4-D output (feature maps) is returned NHWC too so no TRANSPOSE remains there.
         model = litert_torch.to_channel_last_io(model, args=[0], outputs=[0] if out_rank == 4 else [])
+        # The wrapper is a new nn.Module (training=True by default) and .eval() would reach the
+        # exported GraphModule, whose eval() raises: set the flag, or litert-torch warns that the
+        # model is "converted in training mode".
+        for m in model.modules():
+            m.training = False
         example = _to_nhwc(example)
     try:
         edge_model = litert_torch.convert(model, (example,))
@@ -225,7 +240,7 @@ def _gpu_coverage(path: Path, example: np.ndarray, the_census) -> tuple[Coverage
 
 def export(req: ExportRequest) -> BackendResult:
     """Export `req.model` to one .tflite at `req.out_path` (see the module docstring for the steps)."""
-    validate_request(req, "TFLite", TARGETS, PRECISIONS)
+    validate_request(req, FORMAT)
     out_path = Path(req.out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
@@ -270,38 +285,110 @@ def export(req: ExportRequest) -> BackendResult:
     )
 
 
-def run(path: Path, x: np.ndarray, target: str) -> np.ndarray:
-    """Run the .tflite on the LiteRT interpreter (XNNPACK, one thread); `x` and the result are NCHW.
-
-    Both targets run on the CPU here: the GPU delegate's numerics are checked separately against
-    this interpreter by `export.checks.litert_gpu` (recorded in coverage).
-    """
-    from ai_edge_litert.interpreter import Interpreter
-
-    if target not in TARGETS:
-        raise ValueError(f"unknown TFLite target {target!r}; choose one of {', '.join(TARGETS)}")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such .tflite file: {path}")
+def io_nhwc(path: str | Path) -> tuple[bool, bool]:
+    """Whether the (single) input and output are NHWC, as export() recorded in the flatbuffer."""
     io = read_metadata(path).get(IO_METADATA_NAME, {})
-    layout = {s["name"]: s["layout"] for s in io.get("inputs", []) + io.get("outputs", [])}
-    interpreter = Interpreter(model_path=str(path), num_threads=1)
-    signatures = interpreter.get_signature_list()
-    key = next(iter(signatures))
-    runner = interpreter.get_signature_runner(key)
-    input_details = runner.get_input_details()
-    if len(input_details) != 1:
-        raise ValueError(f"{path} has {len(input_details)} inputs; run() feeds exactly one image tensor")
-    (name,) = input_details
-    x = np.asarray(x, dtype=np.float32)
-    if layout.get(name) == "NHWC":
-        x = x.transpose(0, 2, 3, 1)
-    declared = [int(s) for s in input_details[name]["shape"]]
-    if list(x.shape) != declared:
-        raise ValueError(f"input {name!r} has shape {list(x.shape)} after layout handling; the model declares {declared}")
-    outputs = runner(**{name: np.ascontiguousarray(x)})
-    out_name = next(iter(runner.get_output_details()))
-    out = np.asarray(outputs[out_name], dtype=np.float32)
-    if layout.get(out_name) == "NHWC":
-        out = out.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(out)
+    first = lambda specs: bool(specs) and specs[0].get("layout") == "NHWC"  # noqa: E731
+    return first(io.get("inputs", [])), first(io.get("outputs", []))
+
+
+class _LayoutSession(Session):
+    """NCHW in and out for parity, whatever layout the .tflite declares (NHWC with channels_last_io)."""
+
+    in_nhwc = out_nhwc = False
+    declared: list[int] = []
+
+    def prepare(self, x_nchw: np.ndarray) -> np.ndarray:
+        x = np.asarray(x_nchw, dtype=np.float32)
+        if self.in_nhwc:
+            x = x.transpose(0, 2, 3, 1)
+        if self.declared and list(x.shape) != self.declared:
+            raise ValueError(f"input has shape {list(x.shape)} after layout handling; the model declares {self.declared}")
+        return np.ascontiguousarray(x)
+
+    def finish(self, y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float32)
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2)) if self.out_nhwc and y.ndim == 4 else y
+
+
+class InterpreterSession(_LayoutSession):
+    """The LiteRT interpreter (XNNPACK on by default) with `threads` threads."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.in_nhwc, self.out_nhwc = io_nhwc(path)
+        self._it = Interpreter(model_path=str(path), num_threads=threads)
+        self._it.allocate_tensors()
+        inputs, outputs = self._it.get_input_details(), self._it.get_output_details()
+        if len(inputs) != 1:
+            raise ValueError(f"{path} has {len(inputs)} inputs; a session feeds exactly one image tensor")
+        self._in, self._out = inputs[0]["index"], outputs[0]["index"]
+        self.declared = [int(d) for d in inputs[0]["shape"]]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self._it.set_tensor(self._in, x)
+        self._it.invoke()
+        return self._it.get_tensor(self._out)
+
+
+class GpuSession(_LayoutSession):
+    """LiteRT's GPU accelerator, GPU only (compilation is refused unless every op runs there), on
+    SwiftShader's software Vulkan here: proves the GPU path and its numerics, never speed."""
+
+    def __init__(self, path: Path) -> None:
+        from ..checks.swiftshader import use_swiftshader
+
+        use_swiftshader()  # before LiteRT creates its first GPU model
+        from ai_edge_litert.compiled_model import CompiledModel
+        from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.in_nhwc, self.out_nhwc = io_nhwc(path)
+        it = Interpreter(model_path=str(path))
+        (inp,), (out,) = it.get_input_details(), it.get_output_details()
+        self.declared = [int(d) for d in inp["shape"]]
+        self._out_shape = [int(d) for d in out["shape"]]
+        self._model = CompiledModel.from_file(str(path), hardware_accel=HardwareAccelerator.GPU)
+        self._ib, self._ob = self._model.create_input_buffers(0), self._model.create_output_buffers(0)
+        self.placement = {"gpu": len(it._get_ops_details()), "cpu": 0}  # GPU-only mode or a refusal
+        self._n = int(np.prod(self._out_shape))
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self._ib[0].write(x)
+        self._model.run_by_index(0, self._ib, self._ob)
+        return self._ob[0].read(self._n, np.float32).reshape(self._out_shape)  # read() waits for the GPU
+
+
+class TfliteFormat(Format):
+    name = "tflite"
+    title = "TFLite (LiteRT)"
+    extension = ".tflite"
+    # Both targets hold one flatbuffer; here both run on the interpreter for parity, and the GPU
+    # delegate's own numerics are checked against it by export.checks.litert_gpu (coverage).
+    targets = (
+        Target("litert-gpu", _ALL, "LiteRT GPU accelerator (ML Drift; SwiftShader here)"),
+        Target("litert-cpu", _ALL, "LiteRT CPU (XNNPACK)"),
+    )
+    default_targets = ("litert-gpu",)
+    requires = {"litert_torch": "litert-torch==0.10.0", "ai_edge_litert": "ai-edge-litert==2.3.0",
+                "ai_edge_quantizer": "ai-edge-quantizer==0.10.*"}
+    tool_packages = ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer")
+    accelerators = ("cpu", "gpu")
+
+    def export(self, req: ExportRequest) -> BackendResult:
+        return export(req)
+
+    def open(self, path: str | Path, target: str, threads: int = 1, accelerator: str | None = None) -> Session:
+        self.runnable(target)
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such .tflite file: {path}")
+        if accelerator in (None, "cpu"):
+            return InterpreterSession(path, threads)
+        if accelerator == "gpu":
+            return GpuSession(path)
+        raise NotRunnableHere(f"LiteRT has no {accelerator!r} accelerator here; it offers {', '.join(self.accelerators)}")
+
+
+FORMAT = TfliteFormat()

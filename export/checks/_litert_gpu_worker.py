@@ -1,8 +1,8 @@
 """Subprocess body of `export.checks.litert_gpu`: one .tflite on LiteRT's GPU accelerator.
 
-Runs as a script (`python _litert_gpu_worker.py REQUEST.json`) so that the Vulkan loader is
-loaded before LiteRT and a crash inside the driver only kills this process. It imports nothing
-from the project. It runs the CPU interpreter first (the reference), then compiles the model for
+Runs as its own process (`python -m export.checks._litert_gpu_worker REQUEST.json`) so that the
+Vulkan loader is loaded before LiteRT and a crash inside the driver only kills this process. From
+the project it imports only export.checks.swiftshader (standard library only). It runs the CPU interpreter first (the reference), then compiles the model for
 the GPU accelerator, runs it and writes outputs and timings. The result file names the stage
 in progress ("reference", "compile", "run", then "done"), so the parent learns where it stopped
 if the process dies.
@@ -12,7 +12,6 @@ parent parses.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import sys
@@ -63,9 +62,10 @@ def main(request_path: str) -> int:
     result: dict = {"stage": "start"}
     _save(result_path, result)
 
-    # The Vulkan loader must be in the process, with global symbols, before LiteRT's WebGPU
-    # accelerator (Dawn) looks for it; VK_DRIVER_FILES (set by the parent) points it at SwiftShader.
-    ctypes.CDLL(request["vulkan_loader"], mode=ctypes.RTLD_GLOBAL)
+    # Before LiteRT's WebGPU accelerator (Dawn) looks for a Vulkan driver.
+    from export.checks.swiftshader import use_swiftshader
+
+    use_swiftshader(Path(request["swiftshader_dir"]))
 
     import numpy as np
     from ai_edge_litert.compiled_model import CompiledModel

@@ -14,7 +14,6 @@ prove delegation and numerics, never speed (`emulated` is always reported).
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -26,32 +25,13 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from .swiftshader import SETUP_SCRIPT, SwiftShaderMissingError, driver_version as _driver_version, swiftshader_dir, tools_dir
+
+__all__ = ["SETUP_SCRIPT", "SwiftShaderMissingError", "swiftshader_dir", "tools_dir", "run_litert_gpu", "parse_delegate_log"]
+
 Mode = Literal["gpu", "gpu+cpu"]
 
-SETUP_SCRIPT = "scripts/setup_swiftshader.sh"
-_WORKER = Path(__file__).with_name("_litert_gpu_worker.py")
-_DRIVER_FILES = ("libvk_swiftshader.so", "vk_swiftshader_icd.json", "libvulkan.so.1")
-
-
-class SwiftShaderMissingError(FileNotFoundError):
-    """SwiftShader (the software Vulkan driver) is not installed where the tools live."""
-
-
-def tools_dir() -> Path:
-    """Where the project's external tools live (`$FREENET_TOOLS`, default ~/.cache/freenet-deploy)."""
-    return Path(os.environ.get("FREENET_TOOLS") or Path.home() / ".cache" / "freenet-deploy")
-
-
-def swiftshader_dir(root: Path | None = None) -> Path:
-    """The SwiftShader folder; raises with the install command when any driver file is missing."""
-    folder = (root or tools_dir()) / "swiftshader"
-    missing = [name for name in _DRIVER_FILES if not (folder / name).is_file()]
-    if missing:
-        raise SwiftShaderMissingError(
-            f"SwiftShader is not installed in {folder} (missing: {', '.join(missing)}); "
-            f"run `bash {SETUP_SCRIPT}` (honours $FREENET_TOOLS)"
-        )
-    return folder
+_WORKER = "export.checks._litert_gpu_worker"
 
 
 class UnsupportedOp(BaseModel):
@@ -236,13 +216,7 @@ def run_litert_gpu(
     if isinstance(inputs, np.ndarray):
         inputs = [inputs]
 
-    env = dict(os.environ)
-    icd = str(driver / "vk_swiftshader_icd.json")
-    # VK_DRIVER_FILES is the current loader variable; VK_ICD_FILENAMES is what older loaders read.
-    env.update(VK_DRIVER_FILES=icd, VK_ICD_FILENAMES=icd)
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(driver), env.get("LD_LIBRARY_PATH")) if p)
-    version_file = driver / "VERSION"
-    driver_version = version_file.read_text().strip() if version_file.is_file() else None
+    driver_version = _driver_version(driver)
 
     with tempfile.TemporaryDirectory(prefix="litert-gpu-") as tmp:
         tmp_dir = Path(tmp)
@@ -259,14 +233,14 @@ def run_litert_gpu(
             "runs": runs,
             "enforce_f32": enforce_f32,
             "out_dir": str(tmp_dir),
-            "vulkan_loader": str(driver / "libvulkan.so.1"),
+            "swiftshader_dir": str(driver),
         }
         request_file = tmp_dir / "request.json"
         request_file.write_text(json.dumps(request))
         try:
             proc = subprocess.run(
-                [sys.executable, str(_WORKER), str(request_file)],
-                env=env,
+                # the child sets SwiftShader up itself (export.checks.swiftshader), like the timing worker
+                [sys.executable, "-m", _WORKER, str(request_file)],
                 capture_output=True,
                 text=True,
                 errors="replace",

@@ -11,9 +11,15 @@ from torch import fx
 from ._graph import aten, finish, nodes_calling
 
 NAME = "decompose_hardswish"
+KIND = "graph"
 BEFORE = "hardswish(x) / hardsigmoid(x) -> mul(x, mul(clamp(add(x, 3), 0, 6), 1/6))"
 SWISH = (aten.hardswish.default, aten.hardswish_.default)
 SIGMOID = (aten.hardsigmoid.default, aten.hardsigmoid_.default)
+
+
+def check(gm: fx.GraphModule) -> str | None:
+    """Why the pass does not rewrite `gm` (None: it will)."""
+    return None if nodes_calling(gm, SWISH + SIGMOID) else "no hardswish / hardsigmoid in the graph"
 
 
 def run(gm: fx.GraphModule) -> int:

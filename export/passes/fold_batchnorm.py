@@ -11,12 +11,15 @@ BatchNormalization ONNX Runtime's CoreML ML Program EP leaves in a partition of 
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import fx
 
 from ._graph import add_constant, aten, finish, getattr_tensor, nodes_calling
 
 NAME = "fold_batchnorm"
+KIND = "graph"
 BEFORE = "conv -> batch_norm | batch_norm -> conv1x1 | batch_norm -> mean -> linear -> folded weight and bias"
 RESHAPES = (aten.flatten.using_ints, aten.view.default, aten.reshape.default)
 CONV = aten.conv2d.default
@@ -84,6 +87,19 @@ def getattr_tensor_ok(linear: fx.Node) -> bool:
     w = linear.args[1]
     b = linear.args[2] if len(linear.args) > 2 else None
     return isinstance(w, fx.Node) and w.op == "get_attr" and (b is None or (isinstance(b, fx.Node) and b.op == "get_attr"))
+
+
+def check(gm: fx.GraphModule) -> str | None:
+    """Why the pass does not rewrite `gm` (None: it will)."""
+    bns = nodes_calling(gm, [BN])
+    if not bns:
+        return "no batch_norm in the graph"
+    if all(_bn_params(gm, bn) is None for bn in bns):
+        return "every batch_norm is in training mode or has non-constant statistics"
+    if run(copy.deepcopy(gm)) == 0:
+        return ("no batch_norm sits after a conv that feeds only it, before a lone 1x1 ungrouped unpadded conv, "
+                "or before global mean -> linear")
+    return None
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ from torch import nn
 from freenet.layers import S2Mixer, same_padding
 
 NAME = "merge_branch_convs"
+KIND = "module"
 BEFORE = "slice_j -> conv(k_j, d) -> cat (one per branch) -> slice -> conv(max k, d, block-diagonal) -> cat"
 
 
@@ -57,6 +58,17 @@ def mergeable(m: nn.Module) -> bool:
         and len({c.dilation for c in m.convs}) == 1
         and all(c.kernel_size[0] % 2 == 1 for c in m.convs)
     )
+
+
+def check(model: nn.Module) -> str | None:
+    """Why the pass does not rewrite `model` (None: it will)."""
+    mixers = [m for m in model.modules() if isinstance(m, S2Mixer)]
+    if not mixers:
+        return f"no S2Mixer in {type(model).__name__}"
+    if not any(mergeable(m) for m in mixers):
+        return ("no S2Mixer in the contiguous layout (run fold_channel_permutation first) with several "
+                "odd-kernel branches of one dilation")
+    return None
 
 
 def run(model: nn.Module) -> int:

@@ -11,6 +11,7 @@ from torch import fx
 from ._graph import aten, finish, is_getitem, nodes_calling, shape_of
 
 NAME = "split_to_slice"
+KIND = "graph"
 BEFORE = "split/chunk(x) + getitem(i) -> slice(x, dim, start_i, end_i)"
 TARGETS = (aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default)
 
@@ -31,13 +32,24 @@ def _bounds(node: fx.Node, length: int) -> list[tuple[int, int]]:
     return out
 
 
+def _sites(gm: fx.GraphModule) -> list[fx.Node]:
+    return [n for n in nodes_calling(gm, TARGETS) if shape_of(n.args[0]) is not None and all(is_getitem(u) for u in n.users)]
+
+
+def check(gm: fx.GraphModule) -> str | None:
+    """Why the pass does not rewrite `gm` (None: it will)."""
+    if not nodes_calling(gm, TARGETS):
+        return "no split / split_with_sizes / chunk in the graph"
+    if not _sites(gm):
+        return "every split's output list is used whole (not only through getitem) or has no static shape"
+    return None
+
+
 def run(gm: fx.GraphModule) -> int:
     count = 0
-    for node in nodes_calling(gm, TARGETS):
+    for node in _sites(gm):
         x = node.args[0]
         shape = shape_of(x)
-        if shape is None or not all(is_getitem(u) for u in node.users):
-            continue
         dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)
         dim = dim % len(shape)
         bounds = _bounds(node, shape[dim])

@@ -104,8 +104,9 @@ final class AppModel: ObservableObject {
             do {
                 let summary = try await runner.run()
                 let ok = summary.reports.filter { $0.status == .ok }.count
-                append("done: \(ok) ok, \(summary.reports.count - ok) error, \(summary.skipped.count) skipped; "
-                       + "\(summary.upload.stillPending.count) waiting for upload")
+                let parityFailed = summary.reports.filter { $0.status == .parityFailed }.count
+                append("done: \(ok) ok, \(parityFailed) parity failed, \(summary.reports.count - ok - parityFailed) error, "
+                       + "\(summary.skipped.count) skipped; \(summary.upload.stillPending.count) waiting for upload")
                 for (id, why) in summary.skipped.sorted(by: { $0.key < $1.key }) { append("skipped \(id): \(why)") }
             } catch is CancellationError {
                 append("run cancelled")

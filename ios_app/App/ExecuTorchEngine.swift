@@ -4,8 +4,9 @@
 // `Tensor<Float>`) from the `executorch` Swift package (prebuilt xcframeworks, branch
 // `swiftpm-<version>`, see project.yml). It compiles only when that package is linked, so the
 // app still builds with Core ML alone. Which backend runs is fixed at export time (the artifact's
-// `target`), so each artifact has exactly one accelerator here. ExecuTorch does not report op
-// placement through its Swift API: `placement` stays unknown (nil).
+// `target`), so each artifact has exactly one accelerator here, and the delegate `describe` reports
+// is the one that target was lowered for. ExecuTorch does not report op placement through its
+// Swift API: `placement` stays unknown (nil).
 #if canImport(ExecuTorch)
 import BenchCore
 import ExecuTorch
@@ -29,43 +30,42 @@ struct ExecuTorchEngine: InferenceEngine {
 
     func accelerators(for artifact: Artifact) -> [AcceleratorChoice] {
         guard let t = artifact.target.flatMap({ Self.targets[$0] }) else { return [] }
-        return [AcceleratorChoice(accelerator: t.accelerator, delegate: t.delegate)]
+        return [AcceleratorChoice(accelerator: t.accelerator)]
     }
 
     func load(_ url: URL, artifact: Artifact, accelerator: AcceleratorChoice) async throws -> any LoadedModel {
+        guard let target = artifact.target.flatMap({ Self.targets[$0] }) else {
+            throw EngineError("ExecuTorch in this app does not run target '\(artifact.target ?? "-")'")
+        }
         let module = Module(filePath: url.path)
         // Loads the program and plans the method (delegates initialise here), so it is `load_ms`.
         try module.load("forward")
-        return ExecuTorchLoadedModel(module: module, shape: artifact.inputShape)
+        return ExecuTorchLoadedModel(module: module, shape: artifact.inputShape, delegate: target.delegate)
     }
 }
 
 final class ExecuTorchLoadedModel: LoadedModel {
     let module: Module
     let shape: [Int]
-    private var input: Tensor<Float>?
-    private var outputs: [Value] = []
+    let delegate: String
 
-    init(module: Module, shape: [Int]) {
+    init(module: Module, shape: [Int], delegate: String) {
         self.module = module
         self.shape = shape
+        self.delegate = delegate
     }
 
-    func setInput(_ values: [Float]) throws {
-        input = Tensor<Float>(values, shape: shape)
-    }
-
-    func run() throws {
-        guard let input else { throw EngineError("setInput was not called") }
-        outputs = try module.forward(input)
-    }
-
-    func output() throws -> [Float] {
+    func run(_ input: [Float]) throws -> [Float] {
+        let outputs: [Value] = try module.forward(Tensor<Float>(input, shape: shape))
         // `tensor()` is nil when the first output is not a float32 tensor.
-        guard let tensor: Tensor<Float> = outputs.first?.tensor() else {
+        guard let output: Tensor<Float> = outputs.first?.tensor() else {
             throw EngineError("first output of 'forward' is not a float32 tensor (\(outputs.count) outputs)")
         }
-        return tensor.scalars()
+        return output.scalars()
+    }
+
+    func describe() async -> RuntimeInfo {
+        RuntimeInfo(delegate: delegate, notes: ["placement": "unknown: ExecuTorch's Swift API does not report op placement"])
     }
 }
 #endif

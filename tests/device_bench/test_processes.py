@@ -46,20 +46,31 @@ def test_each_artifact_is_measured_in_several_fresh_pinned_processes(onnx_bundle
     assert c.low <= c.ratio <= c.high and stability(runs["freenet_tiny"], runs["starnet_s050"]).runs == 3
 
 
-def test_headline_pools_processes_into_runs(onnx_bundle, monkeypatch):
+def test_headline_pools_processes_into_runs(onnx_bundle, tmp_path, monkeypatch):
+    """One report per process: the summary pools a model's processes into ONE row of its table
+    (all samples), and the headline compares the runs themselves (paired by process index)."""
     from device_bench import compare as cmp
+    from device_bench.store import Store
+    from device_bench.summary import summarize_run
     from export.manifest import Manifest
 
-    reports = run_bench(BenchPlan(onnx_bundle, runtimes=["onnxruntime"], warmup=1, rounds=1, runs_per_round=4, processes=2), lambda r: None)
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    store = Store(db)
+    reports = run_bench(BenchPlan(onnx_bundle, runtimes=["onnxruntime"], warmup=1, rounds=1, runs_per_round=4, processes=3),
+                        store.add_report)
+    assert len(reports) == 6
+    (g,) = summarize_run(store, [r.run_id for r in reports])
+    assert sorted(r.model for r in g.rows) == ["freenet_tiny", "starnet_s050"]
+    for row in g.rows:  # 3 processes x 4 samples in one row, not three rows
+        assert row.runs == 3 and row.stats.n == 12 and len(row.samples) == 12
+    monkeypatch.setattr(cmp, "READINGS", {"freenet_tiny": "tiny"})
     monkeypatch.setattr(cmp, "PAIR", ("freenet_tiny", "starnet_s050"))
-    runs = cmp.runs_by_model(reports)
-    (rt, ms), = runs.items()
-    assert [len(r) for r in ms["freenet_tiny"]] == [4, 4]
-    (h,) = cmp.headline(reports, Manifest.load(onnx_bundle / "manifest.json"))
-    c = h["comparison"]
-    assert c.n_a == c.n_b == 8 and c.low <= c.ratio <= c.high
-    assert len(h["stability"]) == 1 and h["stability"][0].runs == 2  # paired: judged on per-process ratios
-    assert h["verdict"] == c.verdict or h["verdict"].startswith("unstable")
+    report = cmp.build_report([g], reports, Manifest.load(onnx_bundle / "manifest.json"), cmp.ComparePlan(work_dir=tmp_path), None)
+    (h,) = report.headline
+    c = h.comparison
+    assert h.runs == (3, 3) and h.paired and c.n_a == c.n_b == 12 and c.low <= c.ratio <= c.high
+    assert len(h.stability) == 1 and h.stability[0].runs == 3  # paired: judged on per-process ratios
+    assert h.verdict == c.verdict or h.verdict.startswith("unstable")
 
 
 def test_one_process_keeps_the_old_reports(onnx_bundle):

@@ -5,6 +5,7 @@ emulated, and `freenet compare` writing its Markdown/HTML/PNG report with the he
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ import pytest
 
 import freenet  # noqa: F401
 from device_bench.compare import ComparePlan, run_compare
-from device_bench.roofline import achieved_gflops, detect, fraction_of_peak
+from device_bench.roofline import Ceiling, achieved_gflops, detect, fraction_of_peak, measure_ceiling
 from device_bench.runner import BenchPlan, http_sink, run_bench, store_sink
 from device_bench.schema import Report
 from device_bench.store import Store
@@ -54,7 +55,7 @@ def test_bench_posts_to_a_real_server(bundle, tmp_path, server_factory):
     srv = server_factory(db)
     reports = run_bench(BenchPlan(bundle, runtimes=["onnxruntime"], warmup=1, rounds=1, runs_per_round=2), http_sink(srv.base, token))
     listed = httpx.get(f"{srv.base}/api/v1/reports", params={"runtime": "onnxruntime"}).json()
-    ids = {r["run_id"] for r in (listed["reports"] if isinstance(listed, dict) else listed)}
+    ids = {r["run_id"] for r in listed["reports"]}
     assert {str(r.run_id) for r in reports} <= ids
     with pytest.raises(RuntimeError, match="401"):
         run_bench(BenchPlan(bundle, runtimes=["onnxruntime"], warmup=0, rounds=1, runs_per_round=1), http_sink(srv.base, "wrong-token"))
@@ -98,6 +99,25 @@ def test_roofline_from_cpu_flags():
     assert detect({"flags": "avx2 fma"}).peak_gflops() is None  # no clock: unknown, not 0
 
 
+def test_roofline_ceiling_is_measured_once_per_run():
+    """The ceiling is a measured one-thread GEMM of the installed BLAS, not the nominal clock."""
+    import torch
+
+    threads = torch.get_num_threads()
+    c = measure_ceiling(1)
+    assert measure_ceiling(1) is c  # cached: one measurement per run
+    assert torch.get_num_threads() == threads  # the process's thread setting is left as it was
+    assert c.threads == 1 and "torch.mm" in c.method and "best of" in c.method
+    assert 1 < c.gflops < 2000  # a CPU core: more than 1 GFLOP/s, less than a GPU
+    assert f"measured ceiling {c.gflops:.0f} GFLOP/s" in c.describe()
+    derived = c.derived.peak_gflops(1)
+    assert derived is None or f"nominal-clock figure would be {derived:.0f}" in c.describe()
+    fixed = Ceiling(gflops=50.0, threads=1, method="m", derived=c.derived)
+    assert fraction_of_peak(1_000_000_000, 20.0, fixed) == pytest.approx(2.0)  # 100 / 50: shown with its reason
+    with pytest.raises(ValueError, match="threads"):
+        measure_ceiling(0)
+
+
 @pytest.mark.slow
 def test_compare_main_job_writes_the_report(tmp_path):
     plan = ComparePlan(models=["freenet_s2", "starnet_s4", "mobilenet_v2"], formats=["onnx", "tflite"], precisions=["fp32"],
@@ -108,11 +128,29 @@ def test_compare_main_job_writes_the_report(tmp_path):
     head = md.split("## Every model")[0]
     assert "FreeNet-S2 / StarNet-S4" in head and "onnxruntime" in head and "litert" in head
     assert "0.71 (desktop GPU)" in head and "MAC ratio" in head
+    # one headline row per measured runtime, with a ratio, its interval, and the manifest's MAC ratio
+    manifest = json.loads((plan.bundle / "manifest.json").read_text())
+    macs = {a["model"]: a["macs"] for a in manifest["artifacts"] if a["macs"]}
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in head.splitlines() if line.startswith(("| onnxruntime", "| litert"))]
+    assert sorted(r[0].split()[0] for r in rows) == ["litert", "onnxruntime"]
+    print("\n".join(line for line in head.splitlines() if line.startswith(("| runtime", "| onnxruntime", "| litert"))))
+    for r in rows:  # runtime | reading | ratio [interval] | verdict | MAC ratio | param ratio | paper claim
+        assert r[1] == "ours (dense mixer)"
+        assert re.fullmatch(r"\d+\.\d\d× \[\d+\.\d\d–\d+\.\d\d\]", r[2])
+        assert r[3] in ("faster", "slower", "no difference") or r[3].startswith("unstable: runs disagree by ")
+        assert float(r[4].split()[0]) == pytest.approx(macs["freenet_s2"] / macs["starnet_s4"], rel=1e-3)
+    assert "measured ceiling" in md and "nominal-clock figure" in md
+    for line in md.splitlines():  # every model row: a fraction of the ceiling above 1 is never shown bare
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| [") and cells[7] != "—" and float(cells[7]) > 1:
+            assert cells[7].endswith("†")
+    assert "FreeNet" in md and "StarNet" in md and "MobileNet" in md  # family from the reports
     assert (out / "latency_vs_macs.png").stat().st_size > 10_000
     assert (out / "freenet_s2_vs_starnet_s4.png").stat().st_size > 5_000
     html = (out / "report.html").read_text()
     assert "<table>" in html and "latency_vs_macs.png" in html
-    assert "hierarchical bootstrap interval over 2 fresh processes" in head
+    assert "hierarchical bootstrap interval over the runs (2 fresh worker process(es) per model" in head
+    assert "2 fresh processes of 2 interleaved rounds x 3" in head  # the protocol line states the split
     assert Store(plan.db).count() == 12  # 3 models x 2 runtimes x 2 processes, one report per process
     # a re-run reuses the exported artifacts (same sha256, no re-export)
     before = json.loads((plan.bundle / "manifest.json").read_text())
@@ -127,11 +165,11 @@ def test_executorch_worker_uses_the_requested_threads(bundle):
     import subprocess
     import sys
 
-    code = ("import device_bench.host_worker as w, pathlib, json;"
+    code = ("import pathlib, json; from device_bench.runtimes import get_runtime;"
             "from executorch.extension.pybindings import portable_lib as p;"
             "m = json.loads(pathlib.Path(r'%s').read_text());"
             "a = next(a for a in m['artifacts'] if a['target'] == 'executorch-xnnpack');"
-            "w._executorch(pathlib.Path(r'%s') / a['file'], 1, {});"
+            "get_runtime('executorch').open({'path': str(pathlib.Path(r'%s') / a['file']), 'target': a['target'], 'threads': 1});"
             "print(p._threadpool_get_thread_count())") % (bundle / "manifest.json", bundle)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -188,3 +226,64 @@ def test_output_off_the_reference_is_parity_failed_on_every_runtime(bundle, tmp_
     for r in reports:
         store_sink(db)(r)
     assert Store(db).count() == 4
+
+
+def test_runtime_objects_are_the_only_runtime_table():
+    """Every host runtime is one object; the runner and the worker hold no runtime names."""
+    from device_bench import runner
+    from device_bench.runtimes import RUNTIMES, HostRuntime, default_runtimes
+    from export.backends import FORMATS
+
+    assert list(RUNTIMES) == ["onnxruntime", "litert", "executorch", "pytorch", "litert-gpu-emulated", "onnxruntime-cuda"]
+    assert not RUNTIMES["onnxruntime-cuda"].default and RUNTIMES["onnxruntime-cuda"].report_name == "onnxruntime"
+    for name, rt in RUNTIMES.items():
+        assert isinstance(rt, HostRuntime) and rt.name == name and rt.accelerator
+        if rt.format is not None:
+            assert set(rt.accepted_targets()) <= set(FORMATS[rt.format].target_names) and rt.accepted_targets()
+    assert runner.DEFAULT_RUNTIMES == default_runtimes() == ("onnxruntime", "litert", "executorch", "pytorch")
+    assert RUNTIMES["litert-gpu-emulated"].emulated and RUNTIMES["litert-gpu-emulated"].report_name == "litert"
+    assert RUNTIMES["executorch"].accepted_targets() == ("executorch-xnnpack",)  # the only .pte that runs here
+    root = Path(__file__).parents[2] / "device_bench"
+    for module in ("runner.py", "host_worker.py"):
+        text = (root / module).read_text()
+        assert not [n for n in RUNTIMES if f'"{n}"' in text], module
+
+
+def test_a_runtime_that_is_not_a_worker_process_plugs_in(tmp_path):
+    """A browser-style runtime: its own `start()` object answers the worker commands; the runner
+    measures it and builds the report from the object's facts, with no runner change."""
+    from device_bench.runner import Job, measure_jobs
+    from device_bench.runtimes import RUNTIMES, HostRuntime, register
+    from export.manifest import Artifact, Reference, TensorSpec
+
+    class FakePage:
+        def __init__(self, job):
+            self.job, self.error, self.samples, self.load = job, None, [], {}
+
+        def ask(self, cmd):
+            return {"load": {"load_ms": 5.0, "first_inference_ms": 2.0, "runtime_version": "9.9", "placement": {"gpu": 3, "cpu": 0}},
+                    "warmup": {"ok": True}, "run": {"samples_ms": [1.0] * cmd.get("n", 0)},
+                    "parity": {"max_abs_diff": 1e-6, "reference_max_abs": 1.0}}[cmd["cmd"]]
+
+        def close(self):
+            pass
+
+    class BrowserRuntime(HostRuntime):
+        name, report_name, package, accelerator, format, delegate = "test-browser", "onnxruntime-web", "none", "gpu", "onnx", "webgpu"
+        default = False
+
+        def start(self, job, spec, log_file=None):
+            return FakePage(job)
+
+    register(BrowserRuntime())
+    try:
+        art = Artifact(id="m.onnx.onnxruntime-cpu.fp32", model="freenet_tiny", model_family="freenet", config_hash="x", format="onnx",
+                       target="onnxruntime-cpu", precision="fp32", status="ok", file="m.onnx", sha256="a" * 64,
+                       inputs=[TensorSpec(name="input", shape=[1, 3, 64, 64])], outputs=[TensorSpec(name="output", shape=[1, 1000], layout="NC")],
+                       reference=Reference(input_file="i", output_file="o", input_sha256="", output_sha256="", seed=0), macs=1, params=1)
+        plan = BenchPlan(tmp_path, runtimes=["test-browser"], warmup=1, rounds=2, runs_per_round=3)
+        (r,) = measure_jobs([Job("test-browser", art, tmp_path / "m.onnx", {}, tmp_path)], plan, lambda r: None)
+        assert r.status == "ok" and r.runtime.name == "onnxruntime-web" and r.runtime.accelerator == "gpu"
+        assert r.runtime.delegate == "webgpu" and r.placement == {"gpu": 3, "cpu": 0} and len(r.timing.samples_ms) == 6
+    finally:
+        RUNTIMES.pop("test-browser")

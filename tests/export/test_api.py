@@ -267,8 +267,8 @@ def test_fp16_parity_is_inconclusive_when_the_reference_underflows(tmp_path):
 
 def test_wrong_numerics_fail_the_artifact(tmp_path, monkeypatch):
     """An artifact whose output drifts beyond the tolerance is failed, not shipped as ok."""
-    real_run = onnx_backend.run
-    monkeypatch.setattr(onnx_backend, "run", lambda path, x, target: real_run(path, x, target) * 1.01)
+    real_run = onnx_backend.OnnxSession.run
+    monkeypatch.setattr(onnx_backend.OnnxSession, "run", lambda self, x: real_run(self, x) * 1.01)
     a = export_bundle(plan(tmp_path)).artifacts[0]
     assert a.status == "failed" and a.parity.passed is False
     assert "exceeds tolerance" in a.error
@@ -278,8 +278,8 @@ def test_wrong_numerics_fail_the_artifact(tmp_path, monkeypatch):
 def test_int8_artifact_that_disagrees_with_eager_is_failed(tmp_path, monkeypatch):
     """Top-1 agreement below the manifest's rule fails the artifact (it used to be recorded and
     ignored: an int8 artifact agreeing on 0% of images shipped as ok)."""
-    real_run = onnx_backend.run
-    monkeypatch.setattr(onnx_backend, "run", lambda path, x, target: -real_run(path, x, target))  # argmax -> argmin
+    real_run = onnx_backend.OnnxSession.run
+    monkeypatch.setattr(onnx_backend.OnnxSession, "run", lambda self, x: -real_run(self, x))  # argmax -> argmin
     a = export_bundle(plan(tmp_path, precisions=["int8"], agreement_images=8)).artifacts[0]
     assert a.parity.top1_agreement < a.parity.min_top1_agreement == 0.8
     assert a.status == "failed" and a.parity.passed is False

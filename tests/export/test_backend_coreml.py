@@ -52,12 +52,12 @@ def _export(model, x, tmp_path: Path, target: str, precision: str):
 
 def _check_parity_or_not_runnable(res, model, x, target, precision):
     if sys.platform == "darwin":
-        y = coreml.run(res.path, x.numpy(), target)
+        y = coreml.FORMAT.open(res.path, target).infer(x.numpy())
         ref = model(x).detach().numpy()
         assert np.abs(y - ref).max() / np.abs(ref).max() < TOL[precision]
     else:
         with pytest.raises(NotRunnableHere, match="needs macOS"):
-            coreml.run(res.path, x.numpy(), target)
+            coreml.FORMAT.open(res.path, target).infer(x.numpy())
 
 
 def test_freenet_tiny_fp16_is_a_valid_fp16_program(tiny, tmp_path):

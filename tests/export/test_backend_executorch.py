@@ -72,7 +72,7 @@ def test_freenet_tiny_lowers_fully(tiny, tmp_path, target, precision):
     res = _export(model, x, tmp_path, target, precision)
     assert res.path.is_file() and res.path.stat().st_size > 10_000
     cov = res.coverage[0]
-    assert cov.delegate == et.TARGETS[target].backend_id
+    assert cov.delegate == et.FORMAT.target(target).backend_id
     assert (cov.partitions, cov.unsupported, cov.full) == (1, [], True), cov.detail
     assert cov.supported_nodes == cov.total_nodes > 50
     # (Core ML keeps aten::conv2d whole; XNNPACK and Vulkan see aten::convolution)
@@ -82,11 +82,11 @@ def test_freenet_tiny_lowers_fully(tiny, tmp_path, target, precision):
     if target == "executorch-xnnpack":
         # the fp16 program keeps fp32 I/O through one cast at each end, outside the delegate
         assert cov.detail["io_casts"] == (2 if precision == "fp16" else 0)
-        rel = _rel(et.run(res.path, x.numpy(), target), model(x))
+        rel = _rel(et.FORMAT.open(res.path, target).infer(x.numpy()), model(x))
         assert rel < (FP32_TOL if precision == "fp32" else FP16_TOL), rel
     else:
-        with pytest.raises(NotRunnableHere, match=et.TARGETS[target].backend_id):
-            et.run(res.path, x.numpy(), target)
+        with pytest.raises(NotRunnableHere, match=et.FORMAT.target(target).backend_id):
+            et.FORMAT.open(res.path, target).infer(x.numpy())
     if target == "executorch-coreml":
         assert res.min_deployment_target == "iOS16" and "coremltools" in res.tool_versions
 
@@ -101,7 +101,7 @@ def test_graph_break_is_reported_with_the_partitioners_reason(tmp_path):
     assert cov.detail["non_delegated_compute_by_op"] == {"aten::mean.dim": 1}
     assert cov.unsupported == ["aten::mean.dim x1: mean.dim only supports keepdim=True"]
     # the break costs speed, not correctness: the portable kernel computes the mean
-    assert _rel(et.run(res.path, x.numpy(), "executorch-xnnpack"), model(x)) < FP32_TOL
+    assert _rel(et.FORMAT.open(res.path, "executorch-xnnpack").infer(x.numpy()), model(x)) < FP32_TOL
 
 
 def test_keepdim_mean_is_one_subgraph(tmp_path):
@@ -121,7 +121,7 @@ def test_xnnpack_int8_with_calibration(tmp_path):
     assert (cov.partitions, cov.full) == (1, True), cov.unsupported
     assert any("quantize_per_tensor" in op for op in cov.detail["delegated_by_op"])
     assert any("calibrated on 4 images" in n for n in res.notes)
-    assert _rel(et.run(res.path, x.numpy(), "executorch-xnnpack"), model(x)) < 0.05
+    assert _rel(et.FORMAT.open(res.path, "executorch-xnnpack").infer(x.numpy()), model(x)) < 0.05
 
 
 def test_int8_calibration_of_the_wrong_size_is_refused(tmp_path):
@@ -174,4 +174,4 @@ def test_unsupported_requests_are_refused(tmp_path, target, precision, message):
 @pytest.mark.parametrize("target", ["executorch-vulkan", "executorch-coreml"])
 def test_device_only_programs_are_not_runnable_here(tmp_path, target):
     with pytest.raises(NotRunnableHere, match="only on a device"):
-        et.run(tmp_path / "absent.pte", np.zeros((1, 3, 8, 8), np.float32), target)
+        et.FORMAT.open(tmp_path / "absent.pte", target)

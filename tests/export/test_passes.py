@@ -13,6 +13,7 @@ from torch import nn
 import freenet  # noqa: F401
 from export.passes import (
     ALL_PASSES,
+    RewritePass,
     decompose_hardswish,
     fold_batchnorm,
     fold_channel_permutation,
@@ -105,6 +106,7 @@ def test_graph_pass(pass_, make, gone, present):
     gm = exported(model)
     before = ops(gm)
     assert gone & set(before), f"test model lacks the pattern: {before}"
+    assert pass_.check(gm) is None  # it says it will match...
     n = pass_.run(gm)
     after = ops(gm)
     assert n > 0
@@ -112,7 +114,16 @@ def test_graph_pass(pass_, make, gone, present):
     assert after[present] >= 1
     assert_parity_and_valid(gm, ref)
     assert pass_.run(gm) == 0  # idempotent
+    assert isinstance(pass_.check(gm), str)  # ...and, once applied, says why it no longer does
     assert pass_.BEFORE and "->" in pass_.BEFORE
+
+
+NO_MATCH_REASONS = {
+    split_to_slice: "no split",
+    mean_keepdim: "no adaptive_avg_pool2d",
+    decompose_hardswish: "no hardswish",
+    fold_batchnorm: "no batch_norm",
+}
 
 
 @pytest.mark.parametrize("pass_", [split_to_slice, mean_keepdim, decompose_hardswish, fold_batchnorm], ids=lambda p: p.NAME)
@@ -120,22 +131,15 @@ def test_graph_pass_no_match(pass_):
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
     gm = exported(model)
     before = ops(gm)
+    assert NO_MATCH_REASONS[pass_] in pass_.check(gm)
     assert pass_.run(gm) == 0
     assert ops(gm) == before
 
 
-def test_fold_batchnorm_keeps_bn_feeding_two_consumers():
-    class Two(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.bn, self.c = nn.BatchNorm2d(3), nn.Conv2d(3, 3, 1)
-
-        def forward(self, x):
-            y = self.bn(x)
-            return self.c(y) + y
-
-    gm = exported(Two())
-    assert fold_batchnorm.run(gm) == 0
+def test_every_pass_follows_the_one_contract():
+    for p in ALL_PASSES.values():
+        assert isinstance(p, RewritePass), p.NAME
+        assert p.KIND in ("module", "graph") and "->" in p.BEFORE
 
 
 def _freenet(name="freenet_tiny", **kw):
@@ -167,11 +171,43 @@ def test_fold_channel_permutation():
 
 def test_fold_channel_permutation_no_match_and_refusal():
     starnet = create_model("starnet_s050")
+    assert "no FreeNet" in fold_channel_permutation.check(starnet)
     assert fold_channel_permutation.run(starnet) == 0
     dense_gn = create_model("freenet_tiny", norm="groupnorm")
     assert "GroupNorm" in fold_channel_permutation.check(dense_gn)
     with pytest.raises(ValueError, match="GroupNorm"):
         fold_channel_permutation.run(dense_gn)
+
+
+@pytest.mark.parametrize("kw", [{}, {"equimo": True}], ids=["dense", "equimo"])
+def test_to_contiguous_layout_is_the_models_own_exact_rewrite(kw):
+    """The permutation is a method of the model (like timm's fuse()): exact logits, every mixer
+    contiguous, nothing left to do on a second call; the pass merely delegates to it."""
+    model = _freenet(**kw)
+    with torch.no_grad():
+        ref = model(X)
+    m = copy.deepcopy(model)
+    grouped = sum(1 for s in m.modules() if isinstance(s, S2Mixer) and s.layout == "grouped" and s.groups > 1)
+    assert m.contiguous_layout_refusal() is None
+    assert m.to_contiguous_layout() == grouped
+    with torch.no_grad():
+        torch.testing.assert_close(m(X), ref, rtol=0, atol=1e-5 * ref.abs().max().item())
+    assert m.to_contiguous_layout() == 0
+    assert "already" in fold_channel_permutation.check(m) or grouped == 0
+
+
+def test_prepare_records_why_a_pass_did_not_match():
+    _, results = prepare(create_model("starnet_s050"), X[:1], ["fold_channel_permutation", "decompose_hardswish"])
+    by = {r.name: r for r in results}
+    assert by["fold_channel_permutation"].rewrites == 0 and "no FreeNet" in by["fold_channel_permutation"].reason
+    assert "no hardswish" in by["decompose_hardswish"].reason
+
+
+def test_prepared_graph_is_in_eval_mode():
+    """ExportedProgram.module() returns training=True; converters then warned 'converted in training
+    mode' for every artifact. prepare() must hand over a graph that says it is in eval mode."""
+    gm, _ = prepare(create_model("freenet_tiny"), X[:1], [])
+    assert not any(m.training for m in gm.modules())
 
 
 @pytest.mark.parametrize("kw", [{}, {"equimo": True}], ids=["dense", "equimo"])

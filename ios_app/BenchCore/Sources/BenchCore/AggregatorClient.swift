@@ -2,8 +2,9 @@
 //
 // This file owns every request the app makes: health, bundle list, manifest, artifact download
 // (verified against the manifest's sha256 and the server's X-Content-SHA256 header, a mismatch is
-// refused) and report upload (201 stored / 200 already stored; 401, 413 and 422 are errors that a
-// retry cannot fix; network failures and 5xx are retryable). The transport is a protocol so tests
+// refused) and report upload, one at a time or the offline queue as one batch (201 stored / 200
+// already stored; 401, 413 and 422 are errors that a retry cannot fix; network failures and 5xx
+// are retryable). The transport is a protocol so tests
 // can run the client against canned answers as well as against the real server on loopback.
 import Foundation
 #if canImport(FoundationNetworking)
@@ -150,6 +151,42 @@ public struct AggregatorClient: Sendable {
         }
     }
 
+    /// One item of a batch answer: 201 stored, 200 stored before, 422 invalid (with the reason).
+    public struct BatchItemResult: Sendable, Equatable {
+        public var status: Int
+        public var detail: String
+    }
+
+    /// `POST /api/v1/reports/batch` with `{"reports": [...]}`, each report's JSON exactly as
+    /// stored. Returns one result per report, in order (each report is judged alone); throws when
+    /// the request as a whole fails (unreachable, 401, 404 from a server without the endpoint,
+    /// 413, 5xx).
+    public func uploadBatch(reportJSONs: [Data]) async throws -> [BatchItemResult] {
+        var body = Data(#"{"reports":["#.utf8)
+        for (i, json) in reportJSONs.enumerated() {
+            if i > 0 { body.append(Data(",".utf8)) }
+            body.append(json)
+        }
+        body.append(Data("]}".utf8))
+        var request = URLRequest(url: url(["api", "v1", "reports", "batch"]))
+        request.httpMethod = "POST"
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        request.httpBody = body
+        let (data, response) = try await perform(request)
+        guard response.statusCode == 200 else { throw Self.error(for: response.statusCode, body: data, url: request.url) }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let results = object["results"] as? [[String: Any]], results.count == reportJSONs.count else {
+            throw AggregatorError.badResponse("batch answer does not list one result per report: \(String(decoding: data.prefix(300), as: UTF8.self))")
+        }
+        return try results.map { item in
+            guard let status = (item["status"] as? NSNumber)?.intValue else {
+                throw AggregatorError.badResponse("batch result without a status: \(item)")
+            }
+            return BatchItemResult(status: status, detail: item["detail"].map(Self.detailText(object:)) ?? "")
+        }
+    }
+
     // MARK: - plumbing
 
     func url(_ segments: [String]) -> URL {
@@ -195,6 +232,10 @@ public struct AggregatorClient: Sendable {
         guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any], let detail = object["detail"] else {
             return String(decoding: body.prefix(2000), as: UTF8.self)
         }
+        return detailText(object: detail)
+    }
+
+    static func detailText(object detail: Any) -> String {
         if let text = detail as? String { return text }
         if let items = detail as? [[String: Any]] {
             return items.map { item in

@@ -3,9 +3,10 @@
 // This file owns everything Core ML: compiling a downloaded `.mlpackage`/`.mlmodel` once per
 // sha256 (the compiled `.mlmodelc` is cached; compile time goes to the notes, not to `load_ms`),
 // loading it with `MLModelConfiguration.computeUnits` set to `.cpuOnly`, `.cpuAndGPU`,
-// `.cpuAndNeuralEngine` or `.all`, converting float32 inputs to the model's declared input type,
-// reading the first output back in logical order, and reporting per-op device placement from
-// `MLComputePlan` on iOS 17.4+ / macOS 14.4+. It only exists where Core ML does: Linux builds of
+// `.cpuAndNeuralEngine` or `.all`, and the engine's three calls: `load`, `run` (float32 input
+// converted to the model's declared input type, prediction, first output read back in logical
+// order) and `describe` (the compute units, and per-op device placement from `MLComputePlan` on
+// iOS 17.4+ / macOS 14.4+). It only exists where Core ML does: Linux builds of
 // BenchCore compile it out.
 #if canImport(CoreML)
 import CoreML
@@ -46,15 +47,16 @@ public struct CoreMLEngine: InferenceEngine {
     ]
 
     public func load(_ url: URL, artifact: Artifact, accelerator: AcceleratorChoice) async throws -> any LoadedModel {
-        guard let units = Self.computeUnitChoices.first(where: { $0.name == accelerator.computeUnits })?.units else {
+        guard let choice = Self.computeUnitChoices.first(where: { $0.name == accelerator.computeUnits }) else {
             throw EngineError("unknown Core ML compute units '\(accelerator.computeUnits ?? "nil")'")
         }
         var notes: [String: String] = [:]
         let compiled = try await compiledModel(for: url, sha256: artifact.sha256 ?? "unhashed-\(artifact.id)", notes: &notes)
         let configuration = MLModelConfiguration()
-        configuration.computeUnits = units
+        configuration.computeUnits = choice.units
         let model = try await MLModel.load(contentsOf: compiled, configuration: configuration)
-        return try CoreMLLoadedModel(model: model, compiledURL: compiled, configuration: configuration, artifact: artifact, notes: notes)
+        return try CoreMLLoadedModel(model: model, compiledURL: compiled, configuration: configuration, computeUnits: choice.name,
+                                     artifact: artifact, notes: notes)
     }
 
     /// Compiles once per artifact hash; later loads (other compute units, later launches) reuse it.
@@ -81,18 +83,19 @@ final class CoreMLLoadedModel: LoadedModel {
     let model: MLModel
     let compiledURL: URL
     let configuration: MLModelConfiguration
+    let computeUnits: String
     let inputName: String
     let outputName: String
     let inputShape: [Int]
     let inputType: MLMultiArrayDataType
-    var provider: MLFeatureProvider?
-    var lastOutput: MLFeatureProvider?
     let notes: [String: String]
 
-    init(model: MLModel, compiledURL: URL, configuration: MLModelConfiguration, artifact: Artifact, notes: [String: String]) throws {
+    init(model: MLModel, compiledURL: URL, configuration: MLModelConfiguration, computeUnits: String, artifact: Artifact,
+         notes: [String: String]) throws {
         self.model = model
         self.compiledURL = compiledURL
         self.configuration = configuration
+        self.computeUnits = computeUnits
         let description = model.modelDescription
         // Prefer the names the manifest gives; fall back to the model's own first input/output.
         let inputName = artifact.inputs.first.map(\.name).flatMap { description.inputDescriptionsByName[$0] != nil ? $0 : nil }
@@ -111,36 +114,37 @@ final class CoreMLLoadedModel: LoadedModel {
         self.notes = notes.merging(["coreml_input": inputName, "coreml_output": outputName]) { a, _ in a }
     }
 
-    func setInput(_ values: [Float]) throws {
-        let float32 = MLMultiArray(MLShapedArray<Float>(scalars: values, shape: inputShape))
-        let array: MLMultiArray
-        switch inputType {
-        case .float32:
-            array = float32
-        default:
+    func run(_ input: [Float]) throws -> [Float] {
+        var array = MLMultiArray(MLShapedArray<Float>(scalars: input, shape: inputShape))
+        if inputType != .float32 {
             // fp16 (or double) inputs: let Core ML convert; avoids Float16, absent on Intel Macs.
-            array = MLMultiArray(concatenating: [float32], axis: 0, dataType: inputType)
+            array = MLMultiArray(concatenating: [array], axis: 0, dataType: inputType)
         }
-        provider = try MLDictionaryFeatureProvider(dictionary: [inputName: MLFeatureValue(multiArray: array)])
-    }
-
-    func run() throws {
-        guard let provider else { throw EngineError("setInput was not called") }
-        lastOutput = try model.prediction(from: provider)
-    }
-
-    func output() throws -> [Float] {
-        guard let array = lastOutput?.featureValue(for: outputName)?.multiArrayValue else {
+        let features = try MLDictionaryFeatureProvider(dictionary: [inputName: MLFeatureValue(multiArray: array)])
+        let result = try model.prediction(from: features)
+        guard let output = result.featureValue(for: outputName)?.multiArrayValue else {
             throw EngineError("no multi-array output '\(outputName)'")
         }
         // The shaped-array view reads in logical order whatever the strides (ANE pads rows).
-        return MLShapedArray<Float>(converting: array).scalars
+        return MLShapedArray<Float>(converting: output).scalars
     }
 
-    func placement() async -> [String: Int]? {
-        guard #available(iOS 17.4, macOS 14.4, *) else { return nil }
-        guard let plan = try? await MLComputePlan.load(contentsOf: compiledURL, configuration: configuration) else { return nil }
-        return Self.deviceCounts(plan)
+    func describe() async -> RuntimeInfo {
+        var notes = self.notes
+        var placement: [String: Int]?
+        if #available(iOS 17.4, macOS 14.4, *) {
+            do {
+                let plan = try await MLComputePlan.load(contentsOf: compiledURL, configuration: configuration)
+                placement = Self.deviceCounts(plan)
+                if placement == nil { notes["placement"] = "unknown: MLComputePlan lists no operations for this model type" }
+            } catch {
+                notes["placement"] = "unknown: MLComputePlan failed: \(error)"
+            }
+        } else {
+            notes["placement"] = "unknown: MLComputePlan needs iOS 17.4+ / macOS 14.4+"
+        }
+        // Core ML has no delegate and no thread setting; the compute units are what it was asked for.
+        return RuntimeInfo(computeUnits: computeUnits, placement: placement, notes: notes)
     }
 
     /// Operations per preferred compute device; ops without a device (constants) are not counted.

@@ -1,30 +1,54 @@
-// The interface between the runner and one inference runtime (Core ML, ExecuTorch, ...).
+// The interface between the runner and one inference runtime (Core ML, ExecuTorch, ...): the same
+// three calls as the Android app's `Engine` (android_app/bench-core/.../Engine.java) — load, run,
+// describe.
 //
 // An engine says which bundle artifacts it can run and on which accelerators (for Core ML: the
-// four `MLComputeUnits`), loads one artifact for one accelerator, and hands back a loaded model
-// whose `run()` is the only thing the runner times: input conversion and output read-back happen
-// outside the timed region. Placement (ops per compute unit) is reported only when the runtime
-// tells it; `nil` means unknown, never "all on CPU".
+// four `MLComputeUnits`). `load` (timed as load_ms) hands back a loaded model; its `run` takes the
+// float32 input and returns the first output, and the whole call is what the runner times, input
+// copy and output read-back included, as on Android. `describe` says afterwards what the runtime
+// used. Placement (ops per compute unit) is reported only when the runtime tells it; `nil` means
+// unknown, never "all on CPU".
 import Foundation
 
+/// What the runner asks an engine for: one accelerator (and, for Core ML, the compute-units setting).
 public struct AcceleratorChoice: Sendable, Hashable, CustomStringConvertible {
     /// Report's `runtime.accelerator`: `cpu`, `gpu`, `ane`, `all`, `xnnpack`, ...
     public var accelerator: String
-    /// Report's `runtime.compute_units` (Core ML `MLComputeUnits` case name).
+    /// Core ML `MLComputeUnits` case name to load with; nil for runtimes without that setting.
     public var computeUnits: String?
-    public var delegate: String?
-    public var threads: Int?
-    public var emulated: Bool
 
-    public init(accelerator: String, computeUnits: String? = nil, delegate: String? = nil, threads: Int? = nil, emulated: Bool = false) {
+    public init(accelerator: String, computeUnits: String? = nil) {
         self.accelerator = accelerator
         self.computeUnits = computeUnits
-        self.delegate = delegate
-        self.threads = threads
-        self.emulated = emulated
     }
 
     public var description: String { computeUnits.map { "\(accelerator) (\($0))" } ?? accelerator }
+}
+
+/// What a loaded model says the runtime used (`LoadedModel.describe`): the report's
+/// `runtime.delegate`, `runtime.compute_units`, `runtime.threads`, `runtime.emulated`, its
+/// `placement` and extra `notes`. Runtime name, version and accelerator come from the engine.
+public struct RuntimeInfo: Sendable, Equatable {
+    /// Delegate / backend in use (e.g. `XnnpackBackend`); nil when the runtime has no such notion.
+    public var delegate: String?
+    /// Core ML `MLComputeUnits` case name the model was loaded with.
+    public var computeUnits: String?
+    public var threads: Int?
+    public var emulated: Bool
+    /// Ops per compute unit as the runtime reported them, e.g. `["ane": 60, "cpu": 3]`; nil when it does not tell.
+    public var placement: [String: Int]?
+    /// Facts worth keeping (compile time, input/output names, why placement is unknown).
+    public var notes: [String: String]
+
+    public init(delegate: String? = nil, computeUnits: String? = nil, threads: Int? = nil, emulated: Bool = false,
+                placement: [String: Int]? = nil, notes: [String: String] = [:]) {
+        self.delegate = delegate
+        self.computeUnits = computeUnits
+        self.threads = threads
+        self.emulated = emulated
+        self.placement = placement
+        self.notes = notes
+    }
 }
 
 public protocol InferenceEngine: Sendable {
@@ -33,27 +57,19 @@ public protocol InferenceEngine: Sendable {
     var runtimeVersion: String { get }
     func supports(_ artifact: Artifact) -> Bool
     func accelerators(for artifact: Artifact) -> [AcceleratorChoice]
-    /// Loads (and compiles, where the runtime needs it) the artifact at `url` for `accelerator`.
-    /// Only the time of this call is reported as `load_ms`.
+    /// Call 1. Loads (and compiles, where the runtime needs it) the artifact at `url` for
+    /// `accelerator`. Only the time of this call is reported as `load_ms`.
     func load(_ url: URL, artifact: Artifact, accelerator: AcceleratorChoice) async throws -> any LoadedModel
 }
 
 public protocol LoadedModel: AnyObject {
-    /// Copies `values` (float32, the first input's shape) into the runtime's input. Not timed.
-    func setInput(_ values: [Float]) throws
-    /// One inference on the current input. Timed.
-    func run() throws
-    /// First output of the last `run()`, as float32 in logical (row-major) order. Not timed.
-    func output() throws -> [Float]
-    /// Ops per compute unit as the runtime plans them, or nil when it cannot tell.
-    func placement() async -> [String: Int]?
-    /// Extra facts for the report's `notes` (compile time, delegate details).
-    var notes: [String: String] { get }
-}
-
-extension LoadedModel {
-    public func placement() async -> [String: Int]? { nil }
-    public var notes: [String: String] { [:] }
+    /// Call 2. One inference on `input` (float32, the first input's shape, row-major); returns the
+    /// first output as float32 in logical (row-major) order. Blocks until the output is ready:
+    /// the runner times the whole call.
+    func run(_ input: [Float]) throws -> [Float]
+    /// Call 3. What the runtime used. Called after the timed runs, and after a failed run, so it
+    /// must not throw; anything it cannot tell stays nil.
+    func describe() async -> RuntimeInfo
 }
 
 public struct EngineError: Error, CustomStringConvertible {

@@ -40,6 +40,8 @@ public struct BundleManifest: Decodable, Sendable, Equatable {
 public struct Artifact: Decodable, Sendable, Equatable {
     public var id: String
     public var model: String
+    /// `model_family` (`freenet`, `mobilenet`, ...): the report's `model.family`.
+    public var modelFamily: String?
     public var format: String
     public var target: String?
     public var precision: String
@@ -59,14 +61,15 @@ public struct Artifact: Decodable, Sendable, Equatable {
     public var params: Int?
 
     enum CodingKeys: String, CodingKey {
-        case id, model, format, target, precision, status, error, file, sha256, sizeBytes = "size_bytes"
+        case id, model, modelFamily = "model_family", format, target, precision, status, error, file, sha256, sizeBytes = "size_bytes"
         case inputs, outputs, reference, macs, params
     }
 
     public init(id: String, model: String, format: String, target: String?, precision: String, status: String? = "ok",
                 error: String? = nil, file: String?, sha256: String?, sizeBytes: Int? = nil, inputs: [TensorSpec],
-                outputs: [TensorSpec], reference: Reference?, macs: Int? = nil, params: Int? = nil) {
+                outputs: [TensorSpec], reference: Reference?, macs: Int? = nil, params: Int? = nil, modelFamily: String? = nil) {
         self.id = id
+        self.modelFamily = modelFamily
         self.model = model
         self.format = format
         self.target = target
@@ -87,6 +90,7 @@ public struct Artifact: Decodable, Sendable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         id = try c.decode(String.self, forKey: .id)
         model = try c.decode(String.self, forKey: .model)
+        modelFamily = try c.decodeIfPresent(String.self, forKey: .modelFamily)
         format = try c.decode(String.self, forKey: .format)
         target = try c.decodeIfPresent(String.self, forKey: .target)
         precision = try c.decode(String.self, forKey: .precision)

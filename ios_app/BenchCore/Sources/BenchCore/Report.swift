@@ -31,7 +31,9 @@ public struct BenchReport: Codable, Sendable, Equatable {
     public var error: String?
     public var notes: [String: String]?
 
-    public enum Status: String, Codable, Sendable { case ok, error }
+    /// `parityFailed`: measured (samples kept) but the output misses the reference beyond the
+    /// tolerance; never a speed result, and never `ok`.
+    public enum Status: String, Codable, Sendable { case ok, error, parityFailed = "parity_failed" }
 
     public init(
         runID: String = UUID().uuidString.lowercased(), createdAt: Date, startedAt: Date,
@@ -121,6 +123,8 @@ public struct BenchReport: Codable, Sendable, Equatable {
 
     public struct Model: Codable, Sendable, Equatable {
         public var name: String
+        /// The manifest artifact's `model_family` (`freenet`, `mobilenet`, ...), when it has one.
+        public var family: String?
         public var artifactID: String
         public var format: String
         public var precision: String
@@ -130,8 +134,9 @@ public struct BenchReport: Codable, Sendable, Equatable {
         public var macs: Int?
         public var params: Int?
         public init(name: String, artifactID: String, format: String, precision: String, sha256: String,
-                    inputShape: [Int], bundle: String?, macs: Int? = nil, params: Int? = nil) {
+                    inputShape: [Int], bundle: String?, macs: Int? = nil, params: Int? = nil, family: String? = nil) {
             self.name = name
+            self.family = family
             self.artifactID = artifactID
             self.format = format
             self.precision = precision
@@ -142,7 +147,7 @@ public struct BenchReport: Codable, Sendable, Equatable {
             self.params = params
         }
         enum CodingKeys: String, CodingKey {
-            case name, artifactID = "artifact_id", format, precision, sha256
+            case name, family, artifactID = "artifact_id", format, precision, sha256
             case inputShape = "input_shape", bundle, macs, params
         }
     }
@@ -191,14 +196,70 @@ public struct BenchReport: Codable, Sendable, Equatable {
         }
     }
 
+    /// The output against the bundle's reference (docs/protocol.md "Parity"):
+    /// `rel_diff = max|out - ref| / max|ref|`, judged against `tolerance`; `passed` is nil where
+    /// no bound applies (int8, or a reference too small for an fp16 bound).
     public struct Parity: Codable, Sendable, Equatable {
         public var maxAbsDiff: Double?
         public var referenceChecked: Bool
-        public init(maxAbsDiff: Double?, referenceChecked: Bool) {
+        public var relDiff: Double?
+        public var tolerance: Double?
+        public var passed: Bool?
+        public init(maxAbsDiff: Double?, referenceChecked: Bool, relDiff: Double? = nil, tolerance: Double? = nil, passed: Bool? = nil) {
             self.maxAbsDiff = maxAbsDiff
             self.referenceChecked = referenceChecked
+            self.relDiff = relDiff
+            self.tolerance = tolerance
+            self.passed = passed
         }
-        enum CodingKeys: String, CodingKey { case maxAbsDiff = "max_abs_diff", referenceChecked = "reference_checked" }
+        enum CodingKeys: String, CodingKey {
+            case maxAbsDiff = "max_abs_diff", referenceChecked = "reference_checked", relDiff = "rel_diff", tolerance, passed
+        }
+
+        /// fp32 on a path that computes in fp32 (`device_bench.schema.FP32_CPU_TOLERANCE`).
+        public static let fp32CPUTolerance = 1e-3
+        /// fp16 models, and fp32 models on paths that may compute in fp16 (GPU, ANE, Core ML `all`).
+        public static let fp16Tolerance = 5e-2
+        /// fp16's smallest normal number (`export.manifest.FP16_MIN_NORMAL`).
+        public static let fp16MinNormal = 6.1e-5
+        public static let cpuAccelerators: Set<String> = ["cpu", "xnnpack", "wasm", "portable"]
+
+        /// The bound for a precision on an accelerator (`device_bench.schema.parity_tolerance`).
+        public static func tolerance(precision: String, accelerator: String) -> Double? {
+            if precision == "int8" { return nil }
+            if precision == "fp32" && cpuAccelerators.contains(accelerator) { return fp32CPUTolerance }
+            return fp16Tolerance
+        }
+
+        /// Judges one output (`device_bench.schema.judge_parity`); nil when the output is unusable
+        /// (wrong length, NaN or infinity), with the reason in `why`.
+        public static func judge(output: [Float], reference: [Float], precision: String, accelerator: String,
+                                 why: inout String?) -> Parity? {
+            guard output.count == reference.count else {
+                why = "output has \(output.count) values, reference output has \(reference.count)"
+                return nil
+            }
+            var maxDiff = 0.0, maxRef = 0.0
+            for (a, b) in zip(output, reference) {
+                let d = abs(Double(a) - Double(b))
+                guard d.isFinite else {
+                    why = "output contains NaN or infinity"
+                    return nil
+                }
+                maxDiff = max(maxDiff, d)
+                maxRef = max(maxRef, abs(Double(b)))
+            }
+            let rel = maxRef > 0 ? maxDiff / maxRef : maxDiff
+            var tol = tolerance(precision: precision, accelerator: accelerator)
+            if let t = tol, t >= fp16Tolerance, maxRef < fp16MinNormal { tol = nil }  // fp16 cannot resolve it
+            return Parity(maxAbsDiff: maxDiff, referenceChecked: true, relDiff: rel, tolerance: tol, passed: tol.map { rel <= $0 })
+        }
+
+        /// The report's `error` text for a failing verdict.
+        public var failure: String {
+            String(format: "output differs from the bundle's reference: rel_diff %.3g > tolerance %.0e; the samples are kept but are not a speed result",
+                   relDiff ?? .nan, tolerance ?? .nan)
+        }
     }
 }
 
@@ -265,6 +326,8 @@ extension BenchReport {
         switch status {
         case .ok where timing.samplesMs.isEmpty: problems.append("status ok needs at least one sample")
         case .error where (error ?? "").isEmpty: problems.append("status error needs an error text")
+        case .ok where parity?.passed == false: problems.append("status ok with parity.passed false must be parity_failed")
+        case .parityFailed where parity?.passed != false: problems.append("status parity_failed needs parity.passed false")
         default: break
         }
         if finishedAt < startedAt { problems.append("finished_at is earlier than started_at") }
@@ -275,6 +338,9 @@ extension BenchReport {
             problems.append("model.input_shape must be a non-empty list of positive sizes")
         }
         if let d = parity?.maxAbsDiff, !d.isFinite { problems.append("parity.max_abs_diff must be finite") }
+        if let p = parity, let rel = p.relDiff, let tol = p.tolerance, let passed = p.passed, passed != (rel <= tol) {
+            problems.append("parity.passed contradicts rel_diff and tolerance")
+        }
         if !problems.isEmpty { throw ReportValidationError(problems: problems) }
     }
 

@@ -4,9 +4,11 @@
 // artifact an engine can run (sha256-checked; cached by hash), and for every accelerator the
 // engine offers: reads the thermal state, waits while the device is hot, times load, the first
 // inference, W untimed warm-ups and N timed runs (every raw sample kept), runs the manifest's
-// reference input and computes the max abs difference to the reference output, asks the runtime
-// for op placement, reads the thermal state again, and writes the report to the persistent queue
-// before trying to upload it. Any failure becomes a report with status "error" and the reason;
+// reference input and judges its output against the reference output (rel_diff against the
+// protocol's tolerance: a miss is "parity_failed", never "ok"), asks the engine to describe what the
+// runtime used (delegate, compute units, threads, op placement, notes; also after a failed run),
+// reads the thermal state again, and writes the report to the persistent queue before trying to
+// upload it. The engine contract is three calls, as on Android: load, run, describe. Any failure becomes a report with status "error" and the reason;
 // a run never produces an empty success. Statistics are left to the aggregator.
 import Foundation
 
@@ -78,7 +80,7 @@ public struct BenchRunner: Sendable {
                 let report = try await measure(artifact, bundle: bundle, prepared: prepared, engine: engine, choice: choice)
                 try await queue.enqueue(report)
                 summary.reports.append(report)
-                log("\(artifact.id) on \(choice): \(report.status == .ok ? "ok" : "error: \(report.error ?? "")")")
+                log("\(artifact.id) on \(choice): \(report.status == .ok ? "ok" : "\(report.status.rawValue): \(report.error ?? "")")")
                 // Upload as we go so a long run shows up on the dashboard early; whatever fails
                 // stays queued for the drain below or a later launch.
                 _ = await queue.flush(using: client)
@@ -167,50 +169,49 @@ public struct BenchRunner: Sendable {
         let cooldownMs = try await coolDown(notes: &notes)
         var timing = BenchReport.Timing(loadMs: nil, firstInferenceMs: nil, warmupRuns: settings.warmupRuns, samplesMs: [], cooldownMs: cooldownMs)
         var parity: BenchReport.Parity?
-        var placement: [String: Int]?
         var failure: String?
         var stage = "download"
+        var model: (any LoadedModel)?
         do {
             let files = try prepared.get()
             stage = "load"
             let clock = ContinuousClock()
-            var model: (any LoadedModel)?
             timing.loadMs = try await milliseconds(clock) { model = try await engine.load(files.modelURL, artifact: artifact, accelerator: choice) }
-            guard let model else { throw EngineError("engine returned no model") }
-            notes.merge(model.notes) { a, _ in a }
+            guard let loaded = model else { throw EngineError("engine returned no model") }
             let input = files.referenceInput ?? syntheticInput(count: artifact.inputElementCount)
             notes["input"] = files.referenceInput == nil ? "synthetic (bundle has no reference input)" : "bundle reference input"
             stage = "first inference"
-            try model.setInput(input)
-            timing.firstInferenceMs = try milliseconds(clock) { try model.run() }
+            timing.firstInferenceMs = try milliseconds(clock) { _ = try loaded.run(input) }
             stage = "warm-up"
-            for _ in 0..<settings.warmupRuns { try model.run() }
+            for _ in 0..<settings.warmupRuns { _ = try loaded.run(input) }
             stage = "timed runs"
             var samples: [Double] = []
             samples.reserveCapacity(settings.timedRuns)
-            for _ in 0..<settings.timedRuns { samples.append(try milliseconds(clock) { try model.run() }) }
+            for _ in 0..<settings.timedRuns { samples.append(try milliseconds(clock) { _ = try loaded.run(input) }) }
             timing.samplesMs = samples
             stage = "reference check"
-            parity = try checkParity(model, prepared: files, notes: &notes)
-            stage = "placement"
-            placement = await model.placement()
+            parity = try checkParity(loaded, prepared: files, artifact: artifact, accelerator: choice.accelerator, notes: &notes)
         } catch {
             failure = "\(stage) failed: \(error)"
         }
+        // What the runtime used, asked once a model is loaded, also after a failed run.
+        let info = await model?.describe()
+        if let info { notes.merge(info.notes) { runner, _ in runner } }
         let after = thermal.read()
         let peak = DeviceProbe.peakResidentBytes()
         if peak != nil { notes["memory_scope"] = "process peak RSS since launch (getrusage), not this model alone" }
         var report = BenchReport(
             createdAt: Date(), startedAt: started, finishedAt: Date(), client: clientInfo, device: device,
             runtime: .init(name: engine.runtimeName, version: engine.runtimeVersion, accelerator: choice.accelerator,
-                           delegate: choice.delegate, computeUnits: choice.computeUnits, threads: choice.threads,
-                           emulated: choice.emulated || DeviceProbe.isSimulator),
+                           delegate: info?.delegate, computeUnits: info?.computeUnits ?? choice.computeUnits, threads: info?.threads,
+                           emulated: (info?.emulated ?? false) || DeviceProbe.isSimulator),
             model: .init(name: artifact.model, artifactID: artifact.id, format: artifact.format, precision: artifact.precision,
                          sha256: (artifact.sha256 ?? "").lowercased(), inputShape: artifact.inputShape, bundle: bundle,
-                         macs: artifact.macs, params: artifact.params),
-            timing: timing, memory: peak.map { .init(peakBytes: $0) }, placement: placement,
+                         macs: artifact.macs, params: artifact.params, family: artifact.modelFamily),
+            timing: timing, memory: peak.map { .init(peakBytes: $0) }, placement: info?.placement,
             thermal: .init(before: before, after: after), parity: parity,
-            status: failure == nil ? .ok : .error, error: failure, notes: notes.isEmpty ? nil : notes)
+            status: failure != nil ? .error : parity?.passed == false ? .parityFailed : .ok,
+            error: failure ?? (parity?.passed == false ? parity?.failure : nil), notes: notes.isEmpty ? nil : notes)
         do {
             try report.validate()
         } catch {
@@ -243,27 +244,21 @@ public struct BenchRunner: Sendable {
         return toMilliseconds(clock.now - start)
     }
 
-    func checkParity(_ model: any LoadedModel, prepared: PreparedArtifact, notes: inout [String: String]) throws -> BenchReport.Parity {
+    /// Runs the reference input once and judges the output against the reference output with
+    /// the protocol's tolerance for this precision and accelerator.
+    func checkParity(_ model: any LoadedModel, prepared: PreparedArtifact, artifact: Artifact, accelerator: String,
+                     notes: inout [String: String]) throws -> BenchReport.Parity {
         guard let input = prepared.referenceInput, let expected = prepared.referenceOutput else {
             return .init(maxAbsDiff: nil, referenceChecked: false)
         }
-        try model.setInput(input)
-        try model.run()
-        let output = try model.output()
-        guard output.count == expected.count else {
-            notes["parity"] = "output has \(output.count) values, reference output has \(expected.count)"
+        let output = try model.run(input)
+        var why: String?
+        guard let verdict = BenchReport.Parity.judge(output: output, reference: expected, precision: artifact.precision,
+                                                     accelerator: accelerator, why: &why) else {
+            notes["parity"] = why
             return .init(maxAbsDiff: nil, referenceChecked: false)
         }
-        var maxDiff: Float = 0
-        for (a, b) in zip(output, expected) {
-            let d = abs(a - b)
-            guard d.isFinite else {
-                notes["parity"] = "output contains NaN or infinity"
-                return .init(maxAbsDiff: nil, referenceChecked: false)
-            }
-            maxDiff = max(maxDiff, d)
-        }
-        return .init(maxAbsDiff: Double(maxDiff), referenceChecked: true)
+        return verdict
     }
 
     private func describe(_ reading: ThermalReading) -> String {

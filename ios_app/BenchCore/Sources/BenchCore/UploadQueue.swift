@@ -5,6 +5,7 @@
 // before) moves it to `sent/`. A report the server can never accept (422 invalid, 413 too large)
 // moves to `rejected/` with the reason next to it, so nothing is deleted and the queue does not
 // retry it forever. Network errors, 5xx and 401 (a token the operator can fix) leave it pending.
+// The queue goes up in batches (`POST /api/v1/reports/batch`, judged per report).
 // Re-sending is safe because the server is idempotent on `run_id`.
 import Foundation
 
@@ -58,37 +59,95 @@ public actor ReportQueue {
         public var stoppedBecause: String?
     }
 
-    /// Tries to upload every pending report once, oldest first.
+    /// Reports per batch request: far below the server's 1000 and its body limit.
+    public static let batchSize = 100
+
+    /// Tries to upload every pending report once, oldest first, through
+    /// `POST /api/v1/reports/batch`: 201/200 moves a report to `sent/`, 422 to `rejected/` with the
+    /// reason, anything else keeps it pending. An aggregator without the batch endpoint (404), or
+    /// a batch over its size limit (413), gets one POST per report instead.
     public func flush(using client: AggregatorClient) async -> FlushResult {
         var result = FlushResult()
         let pending = pendingFilesOldestFirst()
-        for (index, file) in pending.enumerated() {
+        var start = 0
+        while start < pending.count {
+            let chunk = Array(pending[start..<min(pending.count, start + Self.batchSize)])
+            let ids = chunk.map { $0.deletingPathExtension().lastPathComponent }
+            let bodies: [Data]
+            do {
+                bodies = try chunk.map { try Data(contentsOf: $0) }
+            } catch {
+                result.stoppedBecause = "could not read a pending report: \(error)"
+                result.stillPending = pending[start...].map { $0.deletingPathExtension().lastPathComponent }
+                return result
+            }
+            do {
+                let items = try await client.uploadBatch(reportJSONs: bodies)
+                for (i, item) in items.enumerated() {
+                    switch item.status {
+                    case 200, 201:
+                        try? move(chunk[i], to: sentDir)
+                        result.sent.append(ids[i])
+                    case 422:
+                        setAside(chunk[i], id: ids[i], reason: item.detail, result: &result,
+                                 description: AggregatorError.rejected(item.detail).description)
+                    default:
+                        result.stillPending.append(ids[i])
+                        result.stoppedBecause = "the server did not store \(ids[i]) (status \(item.status)): kept for the next flush"
+                    }
+                }
+            } catch let error as AggregatorError {
+                switch error {
+                case .notFound, .tooLarge:
+                    if let stop = await flushOneByOne(chunk, using: client, result: &result) {
+                        result.stoppedBecause = stop
+                        result.stillPending += pending[(start + chunk.count)...].map { $0.deletingPathExtension().lastPathComponent }
+                        return result
+                    }
+                default:
+                    // Unreachable / 5xx / 401 affect every report alike: keep them all.
+                    result.stoppedBecause = error.description
+                    result.stillPending += pending[start...].map { $0.deletingPathExtension().lastPathComponent }
+                    return result
+                }
+            } catch {
+                result.stoppedBecause = "\(error)"
+                result.stillPending += pending[start...].map { $0.deletingPathExtension().lastPathComponent }
+                return result
+            }
+            start += chunk.count
+        }
+        return result
+    }
+
+    /// One POST per report; returns why it stopped early (the rest of `files` stays pending).
+    private func flushOneByOne(_ files: [URL], using client: AggregatorClient, result: inout FlushResult) async -> String? {
+        for (index, file) in files.enumerated() {
             let id = file.deletingPathExtension().lastPathComponent
             do {
-                let data = try Data(contentsOf: file)
-                _ = try await client.upload(reportJSON: data)
+                _ = try await client.upload(reportJSON: try Data(contentsOf: file))
                 try move(file, to: sentDir)
                 result.sent.append(id)
             } catch let error as AggregatorError {
                 switch error {
                 case .rejected(let why), .tooLarge(let why):
-                    try? Data(why.utf8).write(to: rejectedDir.appendingPathComponent("\(id).reason.txt"), options: .atomic)
-                    try? move(file, to: rejectedDir)
-                    result.rejected[id] = error.description
+                    setAside(file, id: id, reason: why, result: &result, description: error.description)
                 default:
-                    // Unreachable / 5xx / 401 affect every report alike: stop instead of waiting
-                    // for one timeout per file, and keep them all for the next flush.
-                    result.stoppedBecause = error.description
-                    result.stillPending = pending[index...].map { $0.deletingPathExtension().lastPathComponent }
-                    return result
+                    result.stillPending += files[index...].map { $0.deletingPathExtension().lastPathComponent }
+                    return error.description
                 }
             } catch {
-                result.stoppedBecause = "could not read \(file.lastPathComponent): \(error)"
-                result.stillPending = pending[index...].map { $0.deletingPathExtension().lastPathComponent }
-                return result
+                result.stillPending += files[index...].map { $0.deletingPathExtension().lastPathComponent }
+                return "could not read \(file.lastPathComponent): \(error)"
             }
         }
-        return result
+        return nil
+    }
+
+    private func setAside(_ file: URL, id: String, reason: String, result: inout FlushResult, description: String) {
+        try? Data(reason.utf8).write(to: rejectedDir.appendingPathComponent("\(id).reason.txt"), options: .atomic)
+        try? move(file, to: rejectedDir)
+        result.rejected[id] = description
     }
 
     /// Flushes until nothing is pending or `attempts` flushes were made, waiting `initialDelay`,

@@ -89,6 +89,51 @@ final class ReportTests: XCTestCase {
     }
 }
 
+final class ParityTests: XCTestCase {
+    typealias P = BenchReport.Parity
+    let ref: [Float] = [0.5, -2, 1, 0.25]
+
+    func judge(_ scale: Float, _ reference: [Float]? = nil, _ precision: String, _ accelerator: String) -> P? {
+        var why: String?
+        let r = reference ?? ref
+        return P.judge(output: r.map { $0 * scale }, reference: r, precision: precision, accelerator: accelerator, why: &why)
+    }
+
+    func testToleranceTableIsTheProtocols() {
+        for acc in ["cpu", "xnnpack", "wasm", "portable"] { XCTAssertEqual(P.tolerance(precision: "fp32", accelerator: acc), 1e-3) }
+        for acc in ["gpu", "ane", "all", "coreml", "nnapi", "vulkan"] { XCTAssertEqual(P.tolerance(precision: "fp32", accelerator: acc), 5e-2) }
+        XCTAssertEqual(P.tolerance(precision: "fp16", accelerator: "cpu"), 5e-2)
+        XCTAssertNil(P.tolerance(precision: "int8", accelerator: "cpu"))
+    }
+
+    func testVerdicts() throws {
+        XCTAssertEqual(judge(1.002, nil, "fp32", "cpu")?.passed, false)
+        XCTAssertEqual(judge(1.002, nil, "fp32", "ane")?.passed, true)
+        XCTAssertEqual(try XCTUnwrap(judge(1.5, nil, "fp16", "gpu")?.relDiff), 0.5, accuracy: 1e-6)
+        XCTAssertEqual(judge(1.5, nil, "fp16", "gpu")?.passed, false)
+        let int8 = try XCTUnwrap(judge(3, nil, "int8", "cpu"))
+        XCTAssertNil(int8.passed)
+        XCTAssertNil(int8.tolerance)
+        // Below fp16's smallest normal an fp16 bound says nothing; the fp32 CPU bound still does.
+        let tiny: [Float] = [1e-5, -3e-5]
+        XCTAssertNil(judge(2, tiny, "fp32", "gpu")?.passed)
+        XCTAssertEqual(judge(2, tiny, "fp32", "cpu")?.passed, false)
+        var why: String?
+        XCTAssertNil(P.judge(output: [.nan, 0, 0, 0], reference: ref, precision: "fp32", accelerator: "cpu", why: &why))
+        XCTAssertEqual(why, "output contains NaN or infinity")
+    }
+
+    func testStatusMustAgreeWithTheVerdict() {
+        var report = sampleReport()
+        report.parity = P(maxAbsDiff: 1, referenceChecked: true, relDiff: 0.5, tolerance: 1e-3, passed: false)
+        XCTAssertThrowsError(try report.validate())
+        report.status = .parityFailed
+        XCTAssertNoThrow(try report.validate())
+        report.parity?.passed = true
+        XCTAssertThrowsError(try report.validate())
+    }
+}
+
 final class SettingsTests: XCTestCase {
     func testLaunchArgumentsBeatEnvironmentBeatStored() throws {
         let s = try BenchSettings.resolve(

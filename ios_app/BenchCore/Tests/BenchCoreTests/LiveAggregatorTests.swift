@@ -2,7 +2,7 @@
 // tests/test_ios_app.py, which starts the server with a bundle and a token and passes them in
 // FREENET_SERVER_URL / FREENET_TOKEN / FREENET_BUNDLE. The reports produced here are written to
 // FREENET_REPORT_OUT so the Python side can validate them against the JSON Schema (the contract
-// test) and check that the server stored them. Run alone with plain `swift test`, these tests
+// test) and check that the server stored them. Uploads go through the batch endpoint, as the app's. Run alone with plain `swift test`, these tests
 // skip; the Python test fails if they did not run.
 import Foundation
 import XCTest
@@ -50,8 +50,12 @@ final class LiveAggregatorTests: XCTestCase {
         }
         let ok = summary.reports.filter { $0.status == .ok }
         let failed = summary.reports.filter { $0.status == .error }
+        let drifted = summary.reports.filter { $0.status == .parityFailed }
         XCTAssertEqual(ok.count, 1, "one good artifact in the test bundle")
         XCTAssertEqual(failed.count, 1, "one artifact with a wrong sha256 in the test bundle")
+        XCTAssertEqual(drifted.count, 1, "one artifact whose reference output the model misses")
+        XCTAssertEqual(drifted.first?.timing.samplesMs.count, settings.timedRuns)
+        XCTAssertEqual(ok.first?.model.family, "tiny")
         XCTAssertTrue(failed.first?.error?.contains("sha256 mismatch") == true, failed.first?.error ?? "")
         XCTAssertEqual(try XCTUnwrap(ok.first?.parity?.maxAbsDiff), 0, accuracy: 1e-5)
         try Data(summary.skipped.keys.sorted().joined(separator: "\n").utf8).write(to: live.out.appendingPathComponent("skipped.txt"))
@@ -85,9 +89,17 @@ final class LiveAggregatorTests: XCTestCase {
             XCTAssertEqual(pendingAfter401, [report.runID])
         }
 
+        // A report the server refuses (written by an older app, say): set aside, the rest stored.
+        var invalid = sampleReport()
+        invalid.runtime.accelerator = "Not An Identifier"
+        try await queue.enqueue(invalid)
+
         let up = AggregatorClient(baseURL: live.url, token: live.token)
         let delivered = await queue.flush(using: up)
         XCTAssertEqual(delivered.sent, [report.runID])
+        XCTAssertEqual(Array(delivered.rejected.keys), [invalid.runID])
+        XCTAssertTrue(delivered.rejected[invalid.runID]?.contains("runtime.accelerator") == true, "\(delivered.rejected)")
+        try Data(invalid.runID.utf8).write(to: live.out.appendingPathComponent("queue_test_rejected_run_id.txt"))
         // Re-sending the same run (a lost acknowledgement) is stored once: 200, not 201.
         let data = try Data(contentsOf: dir.appendingPathComponent("sent/\(report.runID).json"))
         let again = try await up.upload(reportJSON: data)

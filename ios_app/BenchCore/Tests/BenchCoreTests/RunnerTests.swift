@@ -39,10 +39,18 @@ final class RunnerTests: XCTestCase {
         XCTAssertNotNil(report.timing.firstInferenceMs)
         XCTAssertEqual(report.parity?.referenceChecked, true)
         XCTAssertEqual(try XCTUnwrap(report.parity?.maxAbsDiff), 0, accuracy: 1e-6)
+        XCTAssertEqual(report.parity?.passed, true)
+        XCTAssertEqual(report.model.family, "tiny")
         XCTAssertEqual(report.placement, ["cpu": 2])
         XCTAssertEqual(report.model.macs, 42)
         XCTAssertEqual(report.model.sha256, Digest.sha256Hex(bundle.files["b1/files/tiny/weights.bin"]!))
         XCTAssertTrue(report.runtime.emulated)
+        // runtime.delegate/compute_units/threads and the engine's notes come from describe().
+        XCTAssertEqual(report.runtime.delegate, "benchcore-tiny-linear (Linux test stand-in)")
+        XCTAssertEqual(report.runtime.computeUnits, "cpuOnly")
+        XCTAssertEqual(report.runtime.threads, 1)
+        XCTAssertTrue(report.notes?["engine"]?.contains("not a speed result") == true)
+        XCTAssertEqual(report.notes?["input"], "bundle reference input")
         XCTAssertEqual(report.thermal.before, .state(.nominal))
 
         XCTAssertEqual(server.postedCount, 1)
@@ -50,6 +58,21 @@ final class RunnerTests: XCTestCase {
         let pendingIDs = await queue.pendingRunIDs()
         XCTAssertEqual(sentIDs, [report.runID])
         XCTAssertEqual(pendingIDs, [])
+    }
+
+    func testOutputOffTheReferenceIsParityFailedWithItsSamples() async throws {
+        let server = StubServer()
+        server.files = TinyBundle.make(drift: 1.5).files
+        let (runner, _) = try makeRunner(server)
+        let summary = try await runner.run()
+        let report = try XCTUnwrap(summary.reports.first)
+        XCTAssertEqual(report.status, .parityFailed, report.error ?? "")
+        XCTAssertEqual(report.timing.samplesMs.count, 25)
+        XCTAssertEqual(report.parity?.passed, false)
+        XCTAssertEqual(try XCTUnwrap(report.parity?.relDiff), 1.0 / 3.0, accuracy: 1e-5)
+        XCTAssertEqual(report.parity?.tolerance, 1e-3)  // fp32 on the cpu accelerator
+        XCTAssertTrue(report.error?.contains("rel_diff") == true, report.error ?? "")
+        XCTAssertEqual(server.postedCount, 1)  // uploaded like any other result
     }
 
     func testChecksumMismatchGivesAnErrorReportNotASuccess() async throws {
@@ -76,7 +99,24 @@ final class RunnerTests: XCTestCase {
         XCTAssertNoThrow(try report.validate())
     }
 
-    func testWaitsWhileTheDeviceIsHot() async throws {
+    func testFailedRunStillSaysWhatTheRuntimeUsed() async throws {
+        let server = StubServer()
+        server.files = TinyBundle.make().files
+        // First inference and 3 warm-ups pass; the first timed run throws.
+        let engine = TinyLinearEngine(failRun: (message: "GPU command buffer aborted", call: 5))
+        let (runner, _) = try makeRunner(server, engine: engine)
+        let summary = try await runner.run()
+        let report = try XCTUnwrap(summary.reports.first)
+        XCTAssertEqual(report.status, .error)
+        XCTAssertEqual(report.error, "timed runs failed: GPU command buffer aborted")
+        XCTAssertNotNil(report.timing.loadMs)
+        XCTAssertEqual(report.timing.samplesMs, [])
+        XCTAssertEqual(report.runtime.delegate, "benchcore-tiny-linear (Linux test stand-in)")
+        XCTAssertEqual(report.placement, ["cpu": 2])
+        XCTAssertNoThrow(try report.validate())
+    }
+
+        func testWaitsWhileTheDeviceIsHot() async throws {
         let server = StubServer()
         server.files = TinyBundle.make().files
         // before, then two hot polls, then cool.
@@ -129,9 +169,10 @@ final class UploadQueueTests: XCTestCase {
         XCTAssertNil(up.stoppedBecause)
         let pending = await relaunched.pendingRunIDs()
         XCTAssertEqual(pending, [])
-        // What was posted is byte-for-byte what was stored.
+        // What was posted is what was stored.
         let stored = try Data(contentsOf: dir.appendingPathComponent("sent/\(a.runID).json"))
-        XCTAssertTrue(server.posted.contains(stored))
+        XCTAssertTrue(server.postedObjects.contains(try JSONSerialization.jsonObject(with: stored) as! NSDictionary))
+        XCTAssertEqual(server.batches, [2])  // both in one batch request
     }
 
     func testUnauthorizedKeepsReportsAndInvalidOnesAreSetAside() async throws {
@@ -154,6 +195,50 @@ final class UploadQueueTests: XCTestCase {
         XCTAssertEqual(rejectedIDs, [report.runID])
         let reason = try String(contentsOf: dir.appendingPathComponent("rejected/\(report.runID).reason.txt"), encoding: .utf8)
         XCTAssertTrue(reason.contains("runtime.emulated"), reason)
+    }
+
+    func testOneBatchStoresSetsAsideAndKeepsPerReport() async throws {
+        let server = StubServer()
+        let client = AggregatorClient(baseURL: URL(string: "http://stub:8787")!, token: "good-token", transport: server)
+        let dir = temporaryDirectory()
+        let queue = try ReportQueue(directory: dir)
+        let good = sampleReport(), invalid = sampleReport(), again = sampleReport()
+        for r in [good, invalid, again] { try await queue.enqueue(r) }
+        server.postStatus = { body in
+            let id = (try? JSONSerialization.jsonObject(with: body) as? [String: Any])?["run_id"] as? String
+            if id == invalid.runID { return (422, #"{"detail": [{"field": "runtime.accelerator", "msg": "bad"}]}"#) }
+            if id == again.runID { return (200, #"{"stored": false}"#) }
+            return (201, #"{"stored": true}"#)
+        }
+        let result = await queue.flush(using: client)
+        XCTAssertEqual(server.batches, [3])
+        XCTAssertEqual(Set(result.sent), [good.runID, again.runID])
+        XCTAssertEqual(Array(result.rejected.keys), [invalid.runID])
+        XCTAssertNil(result.stoppedBecause)
+        let reason = try String(contentsOf: dir.appendingPathComponent("rejected/\(invalid.runID).reason.txt"), encoding: .utf8)
+        XCTAssertTrue(reason.contains("runtime.accelerator"), reason)
+        let pending = await queue.pendingRunIDs()
+        XCTAssertEqual(pending, [])
+    }
+
+    func testWholeBatchFailureKeepsEverythingAndOldServersGetSinglePosts() async throws {
+        let server = StubServer()
+        let client = AggregatorClient(baseURL: URL(string: "http://stub:8787")!, token: "good-token", transport: server)
+        let queue = try ReportQueue(directory: temporaryDirectory())
+        let a = sampleReport(), b = sampleReport()
+        try await queue.enqueue(a)
+        try await queue.enqueue(b)
+        server.postStatus = { _ in (503, #"{"detail": "maintenance"}"#) }
+        let down = await queue.flush(using: client)
+        XCTAssertEqual(Set(down.stillPending), [a.runID, b.runID])
+        XCTAssertTrue(down.stoppedBecause?.contains("503") == true, down.stoppedBecause ?? "")
+
+        server.postStatus = { _ in (201, #"{"stored": true}"#) }
+        server.noBatchEndpoint = true
+        let single = await queue.flush(using: client)
+        XCTAssertEqual(Set(single.sent), [a.runID, b.runID])
+        XCTAssertEqual(server.postedCount, 2)
+        XCTAssertEqual(server.batches, [2])  // only the refused 503 attempt went to the batch endpoint
     }
 
     func testEnqueueRefusesAnInvalidReport() async throws {

@@ -15,11 +15,13 @@ struct TinyLinearEngine: InferenceEngine {
     let runtimeName = "coreml"
     let runtimeVersion = "linux-reference (no Core ML on Linux)"
     var failLoad: String? = nil
+    /// Makes `run` throw `message` from its `call`-th call on (1 = the first inference).
+    var failRun: (message: String, call: Int)? = nil
 
     func supports(_ artifact: Artifact) -> Bool { artifact.format == "coreml" && artifact.target == "coreml-linux-reference" }
 
     func accelerators(for artifact: Artifact) -> [AcceleratorChoice] {
-        [AcceleratorChoice(accelerator: "cpu", computeUnits: "cpuOnly", delegate: "benchcore-tiny-linear (Linux test stand-in)", threads: 1, emulated: true)]
+        [AcceleratorChoice(accelerator: "cpu", computeUnits: "cpuOnly")]
     }
 
     func load(_ url: URL, artifact: Artifact, accelerator: AcceleratorChoice) async throws -> any LoadedModel {
@@ -31,46 +33,49 @@ struct TinyLinearEngine: InferenceEngine {
         let values = try decodeFloat32LE(Data(contentsOf: url))
         let c = shape[1]
         guard values.count == k * c + k else { throw EngineError("weights file has \(values.count) values, expected \(k * c + k)") }
-        return TinyLinearModel(weights: Array(values[0..<(k * c)]), bias: Array(values[(k * c)...]), channels: c, pixels: shape[2] * shape[3])
+        return TinyLinearModel(weights: Array(values[0..<(k * c)]), bias: Array(values[(k * c)...]), channels: c, pixels: shape[2] * shape[3],
+                               computeUnits: accelerator.computeUnits, failRun: failRun)
     }
 }
 
 final class TinyLinearModel: LoadedModel {
     let weights: [Float], bias: [Float], channels: Int, pixels: Int
-    var input: [Float] = []
-    var result: [Float] = []
+    let computeUnits: String?
+    let failRun: (message: String, call: Int)?
+    private(set) var runs = 0
 
-    init(weights: [Float], bias: [Float], channels: Int, pixels: Int) {
+    init(weights: [Float], bias: [Float], channels: Int, pixels: Int, computeUnits: String? = "cpuOnly",
+         failRun: (message: String, call: Int)? = nil) {
         self.weights = weights
         self.bias = bias
         self.channels = channels
         self.pixels = pixels
+        self.computeUnits = computeUnits
+        self.failRun = failRun
     }
 
-    func setInput(_ values: [Float]) throws {
-        guard values.count == channels * pixels else { throw EngineError("input has \(values.count) values") }
-        input = values
-    }
-
-    func run() throws {
+    func run(_ input: [Float]) throws -> [Float] {
+        runs += 1
+        if let failRun, runs >= failRun.call { throw EngineError(failRun.message) }
+        guard input.count == channels * pixels else { throw EngineError("input has \(input.count) values") }
         var means = [Float](repeating: 0, count: channels)
         for ch in 0..<channels {
             var sum: Float = 0
             for p in 0..<pixels { sum += input[ch * pixels + p] }
             means[ch] = sum / Float(pixels)
         }
-        result = bias.indices.map { k in
+        return bias.indices.map { k in
             var acc = bias[k]
             for ch in 0..<channels { acc += weights[k * channels + ch] * means[ch] }
             return acc
         }
     }
 
-    func output() throws -> [Float] { result }
-
-    func placement() async -> [String: Int]? { ["cpu": 2] }  // mean + matmul, both on the CPU
-
-    var notes: [String: String] { ["engine": "TinyLinearEngine: pure Swift stand-in for Core ML in the Linux tests; not a speed result"] }
+    func describe() async -> RuntimeInfo {
+        RuntimeInfo(delegate: "benchcore-tiny-linear (Linux test stand-in)", computeUnits: computeUnits, threads: 1, emulated: true,
+                    placement: ["cpu": 2],  // mean + matmul, both on the CPU
+                    notes: ["engine": "TinyLinearEngine: pure Swift stand-in for Core ML in the Linux tests; not a speed result"])
+    }
 }
 
 /// Thermal readings served in order; the last one repeats.
@@ -96,7 +101,10 @@ final class StubServer: HTTPTransport, @unchecked Sendable {
     var headerOverride: [String: String] = [:]  // path -> X-Content-SHA256 to send instead
     var down = false
     var postStatus: (Data) -> (Int, String) = { _ in (201, #"{"stored": true}"#) }
+    /// Answer the batch endpoint with 404, like an aggregator from before it existed.
+    var noBatchEndpoint = false
     private(set) var posted: [Data] = []
+    private(set) var batchSizes: [Int] = []
 
     func send(_ request: URLRequest) async throws -> (Data, HTTPURLResponse) { try handle(request) }
 
@@ -108,6 +116,27 @@ final class StubServer: HTTPTransport, @unchecked Sendable {
         if down { throw URLError(.cannotConnectToHost) }
         func answer(_ status: Int, _ body: Data, _ headers: [String: String] = [:]) -> (Data, HTTPURLResponse) {
             (body, HTTPURLResponse(url: url, statusCode: status, httpVersion: "HTTP/1.1", headerFields: headers)!)
+        }
+        if request.httpMethod == "POST" && url.path == "/api/v1/reports/batch" {
+            if noBatchEndpoint { return answer(404, Data(#"{"detail": "Not Found"}"#.utf8)) }
+            guard request.value(forHTTPHeaderField: "Authorization") == "Bearer good-token" else {
+                return answer(401, Data(#"{"detail": "unknown device token"}"#.utf8))
+            }
+            let object = try JSONSerialization.jsonObject(with: request.httpBody ?? Data()) as! [String: Any]
+            let reports = object["reports"] as! [Any]
+            batchSizes.append(reports.count)
+            var results: [[String: Any]] = []
+            for (index, report) in reports.enumerated() {
+                let item = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
+                let (status, text) = postStatus(item)
+                // A whole-request failure (5xx, 413) answers the batch as a whole, as the server does.
+                if status >= 500 || status == 413 { return answer(status, Data(text.utf8)) }
+                var result: [String: Any] = ["index": index, "status": status]
+                if status == 422 { result["detail"] = (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])?["detail"] ?? text }
+                if status < 300 { posted.append(item) }
+                results.append(result)
+            }
+            return answer(200, try JSONSerialization.data(withJSONObject: ["results": results]))
         }
         if request.httpMethod == "POST" {
             let body = request.httpBody ?? Data()
@@ -132,20 +161,25 @@ final class StubServer: HTTPTransport, @unchecked Sendable {
 
     func setDown(_ value: Bool) { lock.lock(); down = value; lock.unlock() }
     var postedCount: Int { lock.lock(); defer { lock.unlock() }; return posted.count }
+    var batches: [Int] { lock.lock(); defer { lock.unlock() }; return batchSizes }
+    /// The posted reports as JSON objects (a batch item is re-encoded, so compare values, not bytes).
+    var postedObjects: [NSDictionary] {
+        lock.lock(); defer { lock.unlock() }
+        return posted.compactMap { try? JSONSerialization.jsonObject(with: $0) as? NSDictionary }
+    }
 }
 
 /// A bundle with one tiny linear artifact (C=3, 4x4 pixels, K=2), its reference data computed here.
 struct TinyBundle {
     static let channels = 3, height = 4, width = 4, classes = 2
 
-    static func make(bundle: String = "b1", corruptSHA: Bool = false) -> (manifest: Data, files: [String: Data], reference: [Float]) {
+    /// `drift` scales the reference output, so that a drift of 1.5 makes the model miss it.
+    static func make(bundle: String = "b1", corruptSHA: Bool = false, drift: Float = 1) -> (manifest: Data, files: [String: Data], reference: [Float]) {
         let weights: [Float] = (0..<(classes * channels + classes)).map { Float($0 % 5) * 0.25 - 0.5 }
         let input: [Float] = (0..<(channels * height * width)).map { Float(($0 * 7) % 11) / 11 - 0.5 }
         let model = TinyLinearModel(weights: Array(weights[0..<(classes * channels)]), bias: Array(weights[(classes * channels)...]),
                                     channels: channels, pixels: height * width)
-        try! model.setInput(input)
-        try! model.run()
-        let output = model.result
+        let output = try! model.run(input).map { $0 * drift }
         let wData = encodeFloat32LE(weights), inData = encodeFloat32LE(input), outData = encodeFloat32LE(output)
         let sha = corruptSHA ? String(repeating: "0", count: 64) : Digest.sha256Hex(wData)
         let manifest = """

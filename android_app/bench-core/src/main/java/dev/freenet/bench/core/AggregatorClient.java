@@ -233,6 +233,70 @@ public final class AggregatorClient {
     }
   }
 
+  /** One item of a batch answer: 201 stored, 200 already stored, 422 invalid (with detail). */
+  public static final class BatchItem {
+    public final int status;
+    public final String detail; // "" unless the server said why
+
+    BatchItem(int status, String detail) {
+      this.status = status;
+      this.detail = detail;
+    }
+  }
+
+  /**
+   * {@code POST /api/v1/reports/batch} with body {@code {"reports": [...]}}: the offline queue in
+   * one request. Returns one {@link BatchItem} per report, in order (each report is judged
+   * alone); throws {@link HttpStatusException} when the request as a whole is refused (401, 404
+   * from a server without the endpoint, 413, 5xx) and IOException when the server is unreachable.
+   */
+  public java.util.List<BatchItem> postBatch(java.util.List<String> reportJsons) throws IOException {
+    if (token == null || token.isEmpty()) {
+      throw new IOException("no device token configured: create one with `freenet token create`");
+    }
+    StringBuilder sb = new StringBuilder("{\"reports\":[");
+    for (int i = 0; i < reportJsons.size(); i++) {
+      sb.append(i == 0 ? "" : ",").append(reportJsons.get(i)); // each is one JSON object
+    }
+    byte[] body = sb.append("]}").toString().getBytes(UTF8);
+    HttpURLConnection c = open("/api/v1/reports/batch", "POST");
+    try {
+      c.setDoOutput(true);
+      c.setRequestProperty("Content-Type", "application/json");
+      c.setRequestProperty("Authorization", "Bearer " + token);
+      c.setFixedLengthStreamingMode(body.length);
+      OutputStream out = c.getOutputStream();
+      try {
+        out.write(body);
+      } finally {
+        out.close();
+      }
+      int code = c.getResponseCode();
+      String answer = readBody(c, code, 16 << 20);
+      if (code != 200) {
+        throw new HttpStatusException("POST /api/v1/reports/batch", code, snippet(answer));
+      }
+      Object results = Json.parseObject(answer).get("results");
+      if (!(results instanceof java.util.List) || ((java.util.List<?>) results).size() != reportJsons.size()) {
+        throw new IOException("batch answer does not list one result per report: " + snippet(answer));
+      }
+      java.util.List<BatchItem> items = new java.util.ArrayList<BatchItem>();
+      for (Object o : (java.util.List<?>) results) {
+        Map<?, ?> m = o instanceof Map ? (Map<?, ?>) o : null;
+        Object status = m == null ? null : m.get("status");
+        if (!(status instanceof Number)) {
+          throw new IOException("batch result without a status: " + o);
+        }
+        Object detail = m.get("detail");
+        items.add(new BatchItem(((Number) status).intValue(),
+            detail == null ? "" : detail instanceof String ? (String) detail : Json.write(detail)));
+      }
+      return items;
+    } finally {
+      c.disconnect();
+    }
+  }
+
   private HttpURLConnection open(String path, String method) throws IOException {
     HttpURLConnection c = (HttpURLConnection) new URL(baseUrl + path).openConnection();
     c.setRequestMethod(method);

@@ -10,7 +10,6 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.Random;
 
 /**
@@ -182,7 +181,6 @@ public final class BenchmarkRunner {
       long t0 = clock.nanoTime();
       engine.load(prepared.model, artifact);
       r.loadMs = positiveMs(clock.nanoTime() - t0, "load");
-      r.runtimeInfo = engine.info();
 
       t0 = clock.nanoTime();
       engine.run(input);
@@ -202,17 +200,19 @@ public final class BenchmarkRunner {
 
       if (prepared.referenceInput != null) {
         float[] out = engine.run(prepared.referenceInput);
-        r.maxAbsDiff = maxAbsDiff(out, prepared.referenceOutput);
-        r.referenceChecked = true;
+        r.parity = Parity.judge(out, prepared.referenceOutput, artifact.precision, factory.accelerator());
       } else {
         r.notes.put("parity", "bundle has no reference tensors; input was seeded noise");
       }
-      r.placement = engine.placement();
-      r.runtimeInfo = engine.info();
-      putAll(r, engine.notes());
+      describe(r, engine);
       r.thermalAfter = thermal.read();
-      r.status = "ok";
-      r.error = null;
+      if (r.parity != null && Boolean.FALSE.equals(r.parity.passed)) {
+        r.status = "parity_failed";
+        r.error = r.parity.failure();
+      } else {
+        r.status = "ok";
+        r.error = null;
+      }
     } catch (InterruptedException e) {
       fail(r, engine, "cancelled by the user before the run finished");
       Thread.currentThread().interrupt();
@@ -237,9 +237,7 @@ public final class BenchmarkRunner {
     r.error = reason;
     if (engine != null) {
       try {
-        r.runtimeInfo = engine.info();
-        r.placement = engine.placement();
-        putAll(r, engine.notes());
+        describe(r, engine);
       } catch (Throwable ignored) {
         // The engine is broken; the report keeps what the runner knows.
       }
@@ -298,25 +296,6 @@ public final class BenchmarkRunner {
     return x;
   }
 
-  static double maxAbsDiff(float[] out, float[] ref) {
-    if (out == null || ref == null || out.length != ref.length) {
-      throw new IllegalStateException(
-          "output has "
-              + (out == null ? "no" : String.valueOf(out.length))
-              + " values, reference output has "
-              + (ref == null ? "no" : String.valueOf(ref.length)));
-    }
-    double max = 0;
-    for (int i = 0; i < out.length; i++) {
-      double d = Math.abs((double) out[i] - (double) ref[i]);
-      if (Double.isNaN(d) || Double.isInfinite(d)) {
-        throw new IllegalStateException("output element " + i + " is " + out[i] + " (not finite)");
-      }
-      max = Math.max(max, d);
-    }
-    return max;
-  }
-
   private static double positiveMs(long nanos, String what) {
     if (nanos <= 0) {
       throw new IllegalStateException(what + " took " + nanos + " ns: the clock is unusable");
@@ -330,9 +309,12 @@ public final class BenchmarkRunner {
     }
   }
 
-  private static void putAll(Report r, Map<String, String> notes) {
-    if (notes != null) {
-      r.notes.putAll(notes);
+  private static void describe(Report r, Engine engine) {
+    RuntimeInfo info = engine.describe();
+    r.runtimeInfo = info;
+    if (info != null) {
+      r.placement = info.placement;
+      r.notes.putAll(info.notes);
     }
   }
 

@@ -76,6 +76,7 @@ public final class BundleManifest {
   public static final class Artifact {
     public final String id;
     public final String model;
+    public final String modelFamily; // nullable: the manifest's model_family
     public final String format; // onnx | coreml | tflite | executorch
     public final String target; // e.g. litert-gpu, onnxruntime-nnapi, executorch-vulkan
     public final String precision; // fp32 | fp16 | int8
@@ -91,6 +92,7 @@ public final class BundleManifest {
     Artifact(
         String id,
         String model,
+        String modelFamily,
         String format,
         String target,
         String precision,
@@ -104,6 +106,7 @@ public final class BundleManifest {
         Long params) {
       this.id = id;
       this.model = model;
+      this.modelFamily = modelFamily;
       this.format = format;
       this.target = target;
       this.precision = precision;
@@ -185,6 +188,7 @@ public final class BundleManifest {
     return new Artifact(
         id,
         str(a, "model", where),
+        a.get("model_family") instanceof String ? (String) a.get("model_family") : null,
         str(a, "format", where),
         str(a, "target", where),
         str(a, "precision", where),

@@ -2,16 +2,17 @@ package dev.freenet.bench.core;
 
 import java.io.Closeable;
 import java.io.File;
-import java.util.Map;
 
 /**
- * One inference runtime bound to one accelerator, holding one loaded model.
+ * One inference runtime bound to one accelerator, holding one loaded model. Three calls, the
+ * same contract as the iOS app's engines: {@link #load}, {@link #run}, {@link #describe}.
  *
  * <p>The runner calls {@link #load} once (timed as load_ms), then {@link #run} for the first,
- * warm-up and timed inferences, then {@link #close}. Implementations live in the engine modules
- * (LiteRT, ONNX Runtime, ExecuTorch) and in tests (a fake engine); bench-core never imports a
- * runtime. Any exception becomes an error report with its message, so messages should say what
- * to do (e.g. "this device has no Vulkan driver").
+ * warm-up and timed inferences, then {@link #describe} for what the runtime says it did, then
+ * {@link #close}. Implementations live in the engine modules (LiteRT, ONNX Runtime, ExecuTorch)
+ * and in tests (a fake engine); bench-core never imports a runtime. Any exception becomes an
+ * error report with its message, so messages should say what to do (e.g. "this device has no
+ * Vulkan driver").
  */
 public interface Engine extends Closeable {
   /** Loads/compiles the model file for this engine's accelerator. */
@@ -24,15 +25,10 @@ public interface Engine extends Closeable {
    */
   float[] run(float[] input) throws Exception;
 
-  /** Runtime facts known after {@link #load}: delegate actually used, threads, emulation. */
-  RuntimeInfo info();
-
   /**
-   * Nodes per compute unit as the runtime reported them (e.g. {"gpu": 60, "cpu": 3}), or null
-   * when the runtime does not tell; the runner never guesses placement.
+   * What the runtime says it used: delegate / execution provider / backend, threads, placement
+   * (null when the runtime does not tell; the runner never guesses it) and notes. Called after
+   * the timed runs, and after a failure, so it must not throw for a half-loaded engine.
    */
-  Map<String, Integer> placement();
-
-  /** Free-form facts worth keeping with the report (e.g. the runtime's delegation log line). */
-  Map<String, String> notes();
+  RuntimeInfo describe();
 }

@@ -44,8 +44,7 @@ public final class Report {
   public Map<String, Integer> placement;
   public ThermalProbe.Reading thermalBefore;
   public ThermalProbe.Reading thermalAfter;
-  public Double maxAbsDiff;
-  public boolean referenceChecked;
+  public Parity parity; // null until the reference output was compared
 
   public String status = "error";
   public String error = "the run did not finish";
@@ -53,6 +52,11 @@ public final class Report {
 
   public boolean ok() {
     return "ok".equals(status);
+  }
+
+  /** Measured (samples kept), whether or not the output matched the reference. */
+  public boolean measured() {
+    return ok() || "parity_failed".equals(status);
   }
 
   public Map<String, Object> toMap() {
@@ -80,6 +84,9 @@ public final class Report {
 
     Map<String, Object> model = new LinkedHashMap<String, Object>();
     model.put("name", artifact.model);
+    if (artifact.modelFamily != null) {
+      model.put("family", artifact.modelFamily);
+    }
     model.put("artifact_id", artifact.id);
     model.put("format", artifact.format);
     model.put("precision", artifact.precision);
@@ -123,8 +130,13 @@ public final class Report {
     m.put("thermal", thermal);
 
     Map<String, Object> parity = new LinkedHashMap<String, Object>();
-    parity.put("max_abs_diff", maxAbsDiff);
-    parity.put("reference_checked", referenceChecked);
+    parity.put("max_abs_diff", this.parity == null ? null : this.parity.maxAbsDiff);
+    parity.put("reference_checked", this.parity != null);
+    if (this.parity != null) {
+      parity.put("rel_diff", this.parity.relDiff);
+      parity.put("tolerance", this.parity.tolerance);
+      parity.put("passed", this.parity.passed);
+    }
     m.put("parity", parity);
 
     m.put("status", status);
@@ -163,13 +175,16 @@ public final class Report {
   /** A one-line summary for the app's result list. */
   public String summary() {
     String head = artifact.id + " | " + runtimeName + "/" + accelerator + ": ";
-    if (!ok()) {
+    if (!measured()) {
       return head + "ERROR " + error;
     }
     StringBuilder sb = new StringBuilder(head);
     sb.append(String.format(Locale.US, "median %.2f ms over %d runs", median(samplesMs), samplesMs.size()));
-    if (maxAbsDiff != null) {
-      sb.append(String.format(Locale.US, ", max|diff| %.2e", maxAbsDiff));
+    if (parity != null) {
+      sb.append(String.format(Locale.US, ", rel diff %.2e", parity.relDiff));
+      if (Boolean.FALSE.equals(parity.passed)) {
+        sb.append(" PARITY FAILED (tolerance ").append(parity.tolerance).append(")");
+      }
     }
     if (placement != null && !placement.isEmpty()) {
       sb.append(", placement ").append(placement);

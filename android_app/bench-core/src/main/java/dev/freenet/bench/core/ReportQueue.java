@@ -14,7 +14,9 @@ import java.util.List;
 /**
  * Durable upload queue: every report is written to app storage first and deleted only after
  * the server acknowledged it (HTTP 201 stored, or 200 already stored), so nothing is lost while
- * the server is down or the phone is offline.
+ * the server is down or the phone is offline. The queue is sent in batches
+ * ({@code POST /api/v1/reports/batch}), falling back to one POST per report for an aggregator
+ * without that endpoint.
  *
  * <p>Layout under the queue directory: {@code pending/<run_id>.json} waits for upload;
  * {@code rejected/<run_id>.json} (+ {@code .reason.txt}) holds reports the server refused as
@@ -23,6 +25,11 @@ import java.util.List;
  */
 public final class ReportQueue {
   private static final Charset UTF8 = Charset.forName("UTF-8");
+  /** Reports per batch request: far below the server's 1000 and its body limit. */
+  static final int BATCH_SIZE = 100;
+  private static final String TOKEN_REFUSED =
+      "the server refused the device token (HTTP 401): create a new one with"
+          + " `freenet token create` and enter it in the app";
   private final File pending;
   private final File rejected;
 
@@ -82,8 +89,11 @@ public final class ReportQueue {
   }
 
   /**
-   * Tries to upload every pending report, oldest name first. Stops at the first transient
-   * failure (network error, 5xx, 401) because the next ones would fail the same way.
+   * Uploads every pending report, oldest name first, through {@code POST /api/v1/reports/batch}
+   * (one request per {@link #BATCH_SIZE} reports): a report answered 201/200 is deleted, one
+   * answered 422 is set aside with the reason, any other answer keeps it pending. Stops at the
+   * first transient failure of a whole request (network error, 5xx, 401) because the next ones
+   * would fail the same way.
    */
   public FlushResult flush(AggregatorClient client) {
     // One lock for all queues: the app's uploader thread and the runner may flush the same
@@ -96,45 +106,81 @@ public final class ReportQueue {
   private FlushResult flushLocked(AggregatorClient client) {
     FlushResult r = new FlushResult();
     List<File> files = pendingFiles();
-    int i = 0;
-    for (; i < files.size(); i++) {
-      File f = files.get(i);
-      String json;
+    for (int start = 0; start < files.size() && r.stoppedBecause == null; start += BATCH_SIZE) {
+      List<File> chunk = files.subList(start, Math.min(files.size(), start + BATCH_SIZE));
+      List<String> jsons = new ArrayList<String>();
       try {
-        json = read(f);
+        for (File f : chunk) {
+          jsons.add(read(f));
+        }
       } catch (IOException e) {
-        r.stoppedBecause = "cannot read " + f + ": " + e.getMessage();
+        r.stoppedBecause = "cannot read a pending report: " + e.getMessage();
         break;
       }
+      List<AggregatorClient.BatchItem> items;
       try {
-        int code = client.postReport(json);
-        if (code == 200) {
-          r.alreadyStored++;
+        items = client.postBatch(jsons);
+      } catch (AggregatorClient.HttpStatusException e) {
+        if (e.code == 404 || e.code == 405 || e.code == 413) {
+          // An aggregator without the batch endpoint, or a batch over its size limit.
+          flushOneByOne(client, chunk, r);
+          continue;
         }
-        r.sent++;
-        if (!f.delete()) {
-          r.stoppedBecause = "cannot delete uploaded " + f;
-          break;
+        r.stoppedBecause = e.code == 401 ? TOKEN_REFUSED : e.getMessage();
+        break;
+      } catch (IOException e) {
+        r.stoppedBecause = "server unreachable: " + e;
+        break;
+      }
+      int kept = 0;
+      for (int i = 0; i < chunk.size(); i++) {
+        AggregatorClient.BatchItem item = items.get(i);
+        File f = chunk.get(i);
+        if (item.status == 201 || item.status == 200) {
+          acknowledged(r, f, item.status);
+        } else if (item.status == 422) {
+          moveToRejected(f, "HTTP 422: " + item.detail);
+          r.rejected++;
+        } else {
+          kept++; // anything else may be transient: the report stays pending
         }
+      }
+      if (kept > 0) {
+        r.stoppedBecause = "the server did not store " + kept + " report(s) of the batch; kept for the next flush";
+      }
+    }
+    r.remaining = pendingFiles().size();
+    return r;
+  }
+
+  /** The single-report endpoint, one POST per report (aggregators before the batch endpoint). */
+  private void flushOneByOne(AggregatorClient client, List<File> files, FlushResult r) {
+    for (File f : files) {
+      try {
+        acknowledged(r, f, client.postReport(read(f)));
       } catch (AggregatorClient.HttpStatusException e) {
         if (e.code == 400 || e.code == 413 || e.code == 422) {
           moveToRejected(f, e.getMessage());
           r.rejected++;
           continue;
         }
-        r.stoppedBecause =
-            e.code == 401
-                ? "the server refused the device token (HTTP 401): create a new one with"
-                    + " `freenet token create` and enter it in the app"
-                : e.getMessage();
-        break;
+        r.stoppedBecause = e.code == 401 ? TOKEN_REFUSED : e.getMessage();
+        return;
       } catch (IOException e) {
         r.stoppedBecause = "server unreachable: " + e;
-        break;
+        return;
       }
     }
-    r.remaining = pendingFiles().size();
-    return r;
+  }
+
+  private static void acknowledged(FlushResult r, File f, int code) {
+    if (code == 200) {
+      r.alreadyStored++;
+    }
+    r.sent++;
+    if (!f.delete() && r.stoppedBecause == null) {
+      r.stoppedBecause = "cannot delete uploaded " + f;
+    }
   }
 
   /**

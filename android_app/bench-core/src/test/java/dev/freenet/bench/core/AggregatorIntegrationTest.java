@@ -18,7 +18,8 @@ import org.junit.Test;
  * upload with the device token, idempotent resend, and the server's 401/422 answers.
  *
  * <p>Driven by tests/test_android_app.py, which starts the server with a temporary database and
- * a bundle holding "fake_ok" (a valid artifact) and "fake_tampered" (manifest sha256 wrong), and
+ * a bundle holding "fake_ok" (a valid artifact), "fake_drifted" (its reference output is off by
+ * half: parity fails) and "fake_tampered" (manifest sha256 wrong), and
  * passes {@code -Dfreenet.server=URL -Dfreenet.token=T -Dfreenet.bundle=B
  * -Dfreenet.reportOut=DIR}; the reports written to DIR are then validated against the JSON
  * Schema in Python. Without those properties this test fails, naming the command to use.
@@ -87,28 +88,69 @@ public class AggregatorIntegrationTest {
               }
             });
 
-    assertEquals(2, reports.size());
-    assertEquals(2, acknowledged[0]);
+    assertEquals(3, reports.size());
+    assertEquals(3, acknowledged[0]);
     Report ok = null;
+    Report drifted = null;
     Report error = null;
     for (Report r : reports) {
       if (r.artifact.id.equals("fake_ok")) {
         ok = r;
+      } else if (r.artifact.id.equals("fake_drifted")) {
+        drifted = r;
       } else if (r.artifact.id.equals("fake_tampered")) {
         error = r;
       }
     }
     assertTrue(ok.error, ok.ok());
     assertEquals(20, ok.samplesMs.size());
-    assertEquals(0.0, ok.maxAbsDiff, 1e-6);
+    assertEquals(0.0, ok.parity.maxAbsDiff, 1e-6);
+    assertEquals(Boolean.TRUE, ok.parity.passed);
+    assertEquals("fake", ok.artifact.modelFamily);
+    // Measured, but off the reference: kept with its samples, never "ok".
+    assertEquals("parity_failed", drifted.status);
+    assertEquals(20, drifted.samplesMs.size());
+    assertEquals(Boolean.FALSE, drifted.parity.passed);
+    assertEquals(1.0 / 3.0, drifted.parity.relDiff, 1e-6);
     assertEquals("error", error.status);
     assertTrue(error.error, error.error.contains("sha256 mismatch"));
     assertEquals(0, runner.queue().pendingFiles().size());
     write("android_core_ok.json", ok.toJson());
     write("android_core_error.json", error.toJson());
+    write("android_core_parity_failed.json", drifted.toJson());
 
     // Resending a stored run is acknowledged with 200 and not stored twice.
     assertEquals(200, runner.client().postReport(ok.toJson()));
+  }
+
+  @Test
+  public void offlineQueueFlushesThroughTheBatchEndpoint() throws Exception {
+    AggregatorClient client = new AggregatorClient(server, token);
+    ReportQueue queue = new ReportQueue(new File(reportOut, "batch-queue"));
+    String fresh = sampleJson();
+    String stored = sampleJson();
+    assertEquals(201, client.postReport(stored)); // e.g. sent before the app crashed
+    Map<String, Object> bad = Json.parseObject(sampleJson());
+    @SuppressWarnings("unchecked")
+    Map<String, Object> timing = (Map<String, Object>) bad.get("timing");
+    timing.put("samples_ms", Arrays.asList()); // "ok" without samples: invalid
+    for (String json : new String[] {fresh, stored, Json.write(bad)}) {
+      queue.enqueue((String) Json.parseObject(json).get("run_id"), json);
+    }
+
+    ReportQueue.FlushResult r = queue.flush(client);
+    assertEquals(r.toString(), 2, r.sent);
+    assertEquals(1, r.alreadyStored);
+    assertEquals(1, r.rejected);
+    assertEquals(0, r.remaining);
+    File rejected = queue.rejectedFiles().get(0);
+    assertEquals(bad.get("run_id") + ".json", rejected.getName());
+    String reason = ReportQueue.read(new File(rejected.getPath() + ".reason.txt"));
+    assertTrue(reason, reason.contains("422") && reason.contains("samples"));
+    Map<String, Object> ids = new java.util.LinkedHashMap<String, Object>();
+    ids.put("stored", Arrays.asList(Json.parseObject(fresh).get("run_id"), Json.parseObject(stored).get("run_id")));
+    ids.put("rejected", Arrays.asList(bad.get("run_id")));
+    write("batch_run_ids.json", Json.write(ids));
   }
 
   @Test

@@ -53,22 +53,12 @@ final class FakeEngine implements Engine {
   }
 
   @Override
-  public RuntimeInfo info() {
-    return new RuntimeInfo("FakeEngine (JUnit, no ML runtime)", 1, true);
-  }
-
-  @Override
-  public Map<String, Integer> placement() {
-    Map<String, Integer> m = new LinkedHashMap<String, Integer>();
-    m.put("fake", 1);
-    return m;
-  }
-
-  @Override
-  public Map<String, String> notes() {
-    Map<String, String> m = new LinkedHashMap<String, String>();
-    m.put("engine", "bench-core FakeEngine on a JVM: output = input * scale; not a phone measurement");
-    return m;
+  public RuntimeInfo describe() {
+    Map<String, Integer> placement = new LinkedHashMap<String, Integer>();
+    placement.put("fake", 1);
+    Map<String, String> notes = new LinkedHashMap<String, String>();
+    notes.put("engine", "bench-core FakeEngine on a JVM: output = input * scale; not a phone measurement");
+    return new RuntimeInfo("FakeEngine (JUnit, no ML runtime)", 1, true, placement, notes);
   }
 
   @Override

@@ -6,6 +6,7 @@ import static org.junit.Assert.assertTrue;
 
 import java.io.File;
 import java.net.ServerSocket;
+import java.util.Arrays;
 import java.util.UUID;
 import org.junit.After;
 import org.junit.Before;
@@ -104,6 +105,50 @@ public class ReportQueueTest {
     assertEquals(0, r.remaining);
     assertEquals(1000 + 2000 + 3000, clock.sleptMs);
     assertEquals(1, server.posted.size());
+  }
+
+  @Test
+  public void oneBatchDeletesStoredKeepsFailedAndSetsAsideInvalidReports() throws Exception {
+    String stored = enqueue();
+    String invalid = enqueue();
+    String failed = enqueue();
+    server.itemStatus.put(invalid, 422);
+    server.itemStatus.put(failed, 500);
+    ReportQueue.FlushResult r = queue.flush(new AggregatorClient(server.url(), "tok"));
+    assertEquals(Arrays.asList(3), server.batchSizes);
+    assertEquals(1, r.sent);
+    assertEquals(1, r.rejected);
+    assertEquals(1, r.remaining);
+    assertEquals(failed + ".json", queue.pendingFiles().get(0).getName());
+    assertEquals(invalid + ".json", queue.rejectedFiles().get(0).getName());
+    assertTrue(server.runIds.contains(stored));
+    assertNotNull(r.stoppedBecause); // so that flushWithRetry tries the kept one again
+
+    server.itemStatus.clear();
+    r = queue.flush(new AggregatorClient(server.url(), "tok"));
+    assertEquals(0, r.remaining);
+    assertEquals(Arrays.asList(3, 1), server.batchSizes);
+  }
+
+  @Test
+  public void largeQueuesGoInSeveralBatches() throws Exception {
+    for (int i = 0; i < ReportQueue.BATCH_SIZE + 5; i++) {
+      enqueue();
+    }
+    ReportQueue.FlushResult r = queue.flush(new AggregatorClient(server.url(), "tok"));
+    assertEquals(0, r.remaining);
+    assertEquals(Arrays.asList(ReportQueue.BATCH_SIZE, 5), server.batchSizes);
+  }
+
+  @Test
+  public void anAggregatorWithoutTheBatchEndpointGetsOnePostPerReport() throws Exception {
+    enqueue();
+    enqueue();
+    server.noBatchEndpoint = true;
+    ReportQueue.FlushResult r = queue.flush(new AggregatorClient(server.url(), "tok"));
+    assertEquals(2, r.sent);
+    assertEquals(0, r.remaining);
+    assertTrue(server.batchSizes.isEmpty());
   }
 
   @Test

@@ -12,8 +12,10 @@ import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -32,6 +34,9 @@ final class StubAggregator implements AutoCloseable {
   volatile int forcedPostStatus; // 0: behave normally
   volatile int failNextPosts; // answer this many POSTs with 503 first
   volatile String corruptPath; // serve this file with one byte flipped
+  volatile boolean noBatchEndpoint; // answer the batch endpoint 404, like an older aggregator
+  final Map<String, Integer> itemStatus = Collections.synchronizedMap(new HashMap<String, Integer>());
+  final List<Integer> batchSizes = Collections.synchronizedList(new ArrayList<Integer>());
 
   StubAggregator(File bundleDir, String bundleName, String token) throws IOException {
     this.bundleDir = bundleDir;
@@ -96,9 +101,57 @@ final class StubAggregator implements AutoCloseable {
         }
         send(ex, fresh ? 201 : 200, ("{\"run_id\":\"" + runId + "\"}").getBytes("UTF-8"), null);
       }
+    } else if (ex.getRequestMethod().equals("POST") && path.equals("/api/v1/reports/batch")
+        && !noBatchEndpoint) {
+      batch(ex);
     } else {
       send(ex, 404, "{\"detail\":\"not found\"}".getBytes("UTF-8"), null);
     }
+  }
+
+  /** The batch endpoint's rules: the request may fail as a whole, else one result per item. */
+  private void batch(HttpExchange ex) throws IOException {
+    String auth = ex.getRequestHeaders().getFirst("Authorization");
+    byte[] body = readAll(ex.getRequestBody());
+    if (failNextPosts > 0) {
+      failNextPosts--;
+      send(ex, 503, "{\"detail\":\"down for maintenance\"}".getBytes("UTF-8"), null);
+      return;
+    }
+    if (forcedPostStatus != 0 && forcedPostStatus != 422) {
+      send(ex, forcedPostStatus, "{\"detail\":\"forced\"}".getBytes("UTF-8"), null);
+      return;
+    }
+    if (auth == null || !auth.equals("Bearer " + token)) {
+      send(ex, 401, "{\"detail\":\"bad token\"}".getBytes("UTF-8"), null);
+      return;
+    }
+    List<?> reports = (List<?>) Json.parseObject(new String(body, "UTF-8")).get("reports");
+    batchSizes.add(reports.size());
+    List<Object> results = new ArrayList<Object>();
+    for (int i = 0; i < reports.size(); i++) {
+      @SuppressWarnings("unchecked")
+      Map<String, Object> report = (Map<String, Object>) reports.get(i);
+      String runId = (String) report.get("run_id");
+      Map<String, Object> item = new java.util.LinkedHashMap<String, Object>();
+      item.put("index", (long) i);
+      item.put("run_id", runId);
+      Integer forced = forcedPostStatus == 422 ? Integer.valueOf(422) : itemStatus.get(runId);
+      if (forced != null) {
+        item.put("status", (long) forced);
+        item.put("detail", "forced");
+      } else {
+        boolean fresh = runIds.add(runId);
+        if (fresh) {
+          posted.add(Json.write(report));
+        }
+        item.put("status", fresh ? 201L : 200L);
+      }
+      results.add(item);
+    }
+    Map<String, Object> answer = new java.util.LinkedHashMap<String, Object>();
+    answer.put("results", results);
+    send(ex, 200, Json.write(answer).getBytes("UTF-8"), null);
   }
 
   private static void send(HttpExchange ex, int code, byte[] body, String sha) throws IOException {

@@ -8,6 +8,8 @@ import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import org.pytorch.executorch.EValue;
+import org.pytorch.executorch.ExecuTorchRuntime;
+import org.pytorch.executorch.ExecutorchRuntimeException;
 import org.pytorch.executorch.Module;
 import org.pytorch.executorch.Tensor;
 
@@ -18,10 +20,10 @@ import org.pytorch.executorch.Tensor;
  * so the report gets the backends as its delegate and no placement.
  */
 final class ExecuTorchEngine implements Engine {
-  private final String accelerator;
+  private final String accelerator; // "xnnpack" or "vulkan", as the bundle's target names it
   private Module module;
   private long[] shape;
-  private String backends = null;
+  private String backends;
   private final Map<String, String> notes = new LinkedHashMap<String, String>();
 
   ExecuTorchEngine(String accelerator) {
@@ -29,55 +31,53 @@ final class ExecuTorchEngine implements Engine {
   }
 
   @Override
-  public void load(File modelFile, BundleManifest.Artifact artifact) throws Exception {
+  public void load(File modelFile, BundleManifest.Artifact artifact) {
     shape = artifact.inputs.get(0).shape;
     module = Module.load(modelFile.getAbsolutePath());
-    int err = module.loadMethod("forward");
-    if (err != 0) {
+    try {
+      // Since ExecuTorch 1.3 this returns nothing and throws on failure.
+      module.loadMethod("forward");
+    } catch (ExecutorchRuntimeException e) {
       throw new IllegalStateException(
-          "ExecuTorch loadMethod(forward) failed with error 0x" + Integer.toHexString(err)
-              + hint());
+          "ExecuTorch could not load method forward (error " + e.getErrorCode() + ": "
+              + e.getMessage() + ")" + missingBackend(),
+          e);
     }
     String[] used = module.getMethodMetadata("forward").getBackends();
-    backends = used == null || used.length == 0 ? "portable (no delegate)" : join(used);
+    backends = used == null || used.length == 0 ? "portable (no delegate)" : Arrays.toString(used);
     notes.put("executorch_backends", backends);
     if (!backends.toLowerCase().contains(accelerator)) {
       // A .pte for another backend would run, but this engine's label would be a lie.
       throw new IllegalStateException(
-          "this program uses backends [" + backends + "], not " + accelerator
+          "this program uses backends " + backends + ", not " + accelerator
               + ": the bundle's target does not match its lowering");
     }
   }
 
-  private String hint() {
-    return "vulkan".equals(accelerator)
-        ? " (the Maven ExecuTorch AAR has no Vulkan backend: build executorch.aar with Vulkan"
-            + " and set executorchAar in gradle.properties, see README.md)"
-        : "";
+  /** Why a Vulkan program cannot load: this build's AAR does not register the backend. */
+  private String missingBackend() {
+    String registered = Arrays.toString(ExecuTorchRuntime.getRegisteredBackends());
+    notes.put("executorch_registered_backends", registered);
+    if ("vulkan".equals(accelerator) && !registered.toLowerCase().contains("vulkan")) {
+      return "; this app's ExecuTorch AAR registers " + registered + " and no Vulkan backend:"
+          + " build with -PexecutorchVulkan=true (org.pytorch:executorch-android-vulkan),"
+          + " see android_app/README.md";
+    }
+    return "";
   }
 
   @Override
   public float[] run(float[] input) {
     EValue[] out = module.forward(EValue.from(Tensor.fromBlob(input, shape)));
     if (out.length == 0) {
-      throw new IllegalStateException("ExecuTorch forward returned no outputs" + hint());
+      throw new IllegalStateException("ExecuTorch forward returned no outputs");
     }
     return out[0].toTensor().getDataAsFloatArray();
   }
 
   @Override
-  public RuntimeInfo info() {
-    return new RuntimeInfo(backends, null, false);
-  }
-
-  @Override
-  public Map<String, Integer> placement() {
-    return null;
-  }
-
-  @Override
-  public Map<String, String> notes() {
-    return notes;
+  public RuntimeInfo describe() {
+    return new RuntimeInfo(backends, null, false, null, notes);
   }
 
   @Override
@@ -86,16 +86,5 @@ final class ExecuTorchEngine implements Engine {
       module.destroy();
       module = null;
     }
-  }
-
-  private static String join(String[] parts) {
-    StringBuilder sb = new StringBuilder();
-    for (String p : Arrays.asList(parts)) {
-      if (sb.length() > 0) {
-        sb.append(", ");
-      }
-      sb.append(p);
-    }
-    return sb.toString();
   }
 }

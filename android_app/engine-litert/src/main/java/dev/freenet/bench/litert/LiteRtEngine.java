@@ -1,140 +1,111 @@
 package dev.freenet.bench.litert;
 
+import com.google.ai.edge.litert.Accelerator;
+import com.google.ai.edge.litert.CompiledModel;
+import com.google.ai.edge.litert.Environment;
+import com.google.ai.edge.litert.LiteRtException;
+import com.google.ai.edge.litert.TensorBuffer;
 import dev.freenet.bench.core.BundleManifest;
 import dev.freenet.bench.core.Engine;
 import dev.freenet.bench.core.RuntimeInfo;
 import java.io.File;
-import java.io.FileInputStream;
-import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
-import java.nio.FloatBuffer;
-import java.nio.MappedByteBuffer;
-import java.nio.channels.FileChannel;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
-import org.tensorflow.lite.DataType;
-import org.tensorflow.lite.Interpreter;
-import org.tensorflow.lite.Tensor;
-import org.tensorflow.lite.gpu.CompatibilityList;
-import org.tensorflow.lite.gpu.GpuDelegate;
+import java.util.Set;
 
 /**
- * A .tflite model on the LiteRT Interpreter, either with XNNPACK (the CPU path LiteRT applies by
- * default) or with the GPU delegate. Placement is what LiteRT logs when it applies a delegate
- * ("Replacing N out of M node(s) with delegate (...)"); the Java API has no call for it.
+ * A .tflite model on the LiteRT 2.x CompiledModel API, compiled for the CPU accelerator (XNNPACK)
+ * or the GPU accelerator. The 2.x Interpreter has no delegate API, so the GPU path exists only
+ * here.
+ *
+ * <p>The runtime tells two things: which accelerators this device offers
+ * ({@code Environment.getAvailableAccelerators()}; an engine whose accelerator is missing fails
+ * with that list instead of silently running on the CPU), and, in its log, how many nodes the
+ * accelerator took ("Replacing N out of M node(s) with delegate"), which is the report's
+ * placement. The Java API has no call for placement.
  */
 final class LiteRtEngine implements Engine {
-  private final boolean gpu;
+  private final Accelerator accelerator; // CPU (XNNPACK) or GPU
   private final int threads;
-  private Interpreter interpreter;
-  private GpuDelegate gpuDelegate;
-  private ByteBuffer in;
-  private ByteBuffer out;
-  private int outCount;
+  private Environment env;
+  private CompiledModel model;
+  private List<TensorBuffer> inputs;
+  private List<TensorBuffer> outputs;
   private Map<String, Integer> placement;
   private final Map<String, String> notes = new LinkedHashMap<String, String>();
 
-  LiteRtEngine(boolean gpu, int threads) {
-    this.gpu = gpu;
+  LiteRtEngine(Accelerator accelerator, int threads) {
+    this.accelerator = accelerator;
     this.threads = threads;
   }
 
   @Override
-  public void load(File modelFile, BundleManifest.Artifact artifact) throws Exception {
+  public void load(File modelFile, BundleManifest.Artifact artifact) throws LiteRtException {
     long logStart = System.currentTimeMillis();
-    Interpreter.Options options = new Interpreter.Options();
-    if (gpu) {
-      CompatibilityList compat = new CompatibilityList();
-      try {
-        if (!compat.isDelegateSupportedOnThisDevice()) {
-          throw new UnsupportedOperationException(
-              "LiteRT's CompatibilityList says the GPU delegate is not supported on this device"
-                  + " (GPU driver/OpenCL/OpenGL ES version)");
-        }
-        gpuDelegate = new GpuDelegate(compat.getBestOptionsForThisDevice());
-      } finally {
-        compat.close();
-      }
-      options.addDelegate(gpuDelegate);
-    } else {
-      options.setUseXNNPACK(true);
-      options.setNumThreads(threads);
-    }
-    interpreter = new Interpreter(map(modelFile), options);
-    interpreter.allocateTensors();
-
-    Tensor input = interpreter.getInputTensor(0);
-    Tensor output = interpreter.getOutputTensor(0);
-    if (input.dataType() != DataType.FLOAT32 || output.dataType() != DataType.FLOAT32) {
+    env = Environment.create();
+    Set<Accelerator> available = env.getAvailableAccelerators();
+    notes.put("litert_available_accelerators", String.valueOf(available));
+    if (!available.contains(accelerator)) {
       throw new UnsupportedOperationException(
-          "the runner feeds float32; this model's input/output are "
-              + input.dataType() + "/" + output.dataType()
-              + " (export int8 models with float32 I/O)");
+          "LiteRT offers the accelerators " + available + " on this device, not " + accelerator
+              + " (GPU: driver/OpenCL missing, or the GPU accelerator library is not bundled;"
+              + " see android_app/README.md, First build)");
     }
-    int expected = artifact.inputs.get(0).elementCount();
-    if (input.numElements() != expected) {
+    CompiledModel.Options options = new CompiledModel.Options(accelerator);
+    if (accelerator == Accelerator.CPU) {
+      options.setCpuOptions(new CompiledModel.CpuOptions(threads, null, null));
+    }
+    model = CompiledModel.create(modelFile.getAbsolutePath(), options, env);
+    inputs = model.createInputBuffers();
+    outputs = model.createOutputBuffers();
+    if (inputs.size() != 1 || outputs.isEmpty()) {
       throw new IllegalArgumentException(
-          "model input " + Arrays.toString(input.shape()) + " has " + input.numElements()
-              + " elements, the manifest's input shape has " + expected);
+          "the runner feeds one input and reads the first output; this model has "
+              + inputs.size() + " inputs and " + outputs.size() + " outputs");
     }
-    in = ByteBuffer.allocateDirect(input.numBytes()).order(ByteOrder.nativeOrder());
-    out = ByteBuffer.allocateDirect(output.numBytes()).order(ByteOrder.nativeOrder());
-    outCount = output.numElements();
-    notes.put("litert_input_shape", Arrays.toString(input.shape()));
-    placement = LogcatDelegation.read(logStart, gpu ? "gpu" : "xnnpack", notes);
+    String unit = accelerator == Accelerator.GPU ? "gpu" : "xnnpack";
+    placement = LogcatDelegation.read(logStart, unit, notes);
   }
 
   @Override
-  public float[] run(float[] input) {
-    in.rewind();
-    in.asFloatBuffer().put(input);
-    out.rewind();
-    // Interpreter.run returns when the outputs are in `out` (the GPU delegate copies back), so
-    // timing around it covers the whole inference.
-    interpreter.run(in, out);
-    out.rewind();
-    FloatBuffer fb = out.asFloatBuffer();
-    float[] result = new float[outCount];
-    fb.get(result);
-    return result;
+  public float[] run(float[] input) throws LiteRtException {
+    // writeFloat/readFloat copy in and out of the accelerator's buffers; run returns when the
+    // outputs are ready, so timing around this call covers the whole inference.
+    inputs.get(0).writeFloat(input);
+    model.run(inputs, outputs);
+    return outputs.get(0).readFloat();
   }
 
   @Override
-  public RuntimeInfo info() {
-    return new RuntimeInfo(gpu ? "GpuDelegate" : "XNNPACK", gpu ? null : threads, false);
-  }
-
-  @Override
-  public Map<String, Integer> placement() {
-    return placement;
-  }
-
-  @Override
-  public Map<String, String> notes() {
-    return notes;
+  public RuntimeInfo describe() {
+    String delegate =
+        accelerator == Accelerator.GPU ? "CompiledModel GPU" : "CompiledModel CPU (XNNPACK)";
+    Integer cpuThreads = accelerator == Accelerator.CPU ? Integer.valueOf(threads) : null;
+    return new RuntimeInfo(delegate, cpuThreads, false, placement, notes);
   }
 
   @Override
   public void close() {
-    if (interpreter != null) {
-      interpreter.close();
-      interpreter = null;
+    closeAll(inputs);
+    closeAll(outputs);
+    inputs = null;
+    outputs = null;
+    if (model != null) {
+      model.close();
+      model = null;
     }
-    if (gpuDelegate != null) {
-      gpuDelegate.close();
-      gpuDelegate = null;
+    if (env != null) {
+      env.close();
+      env = null;
     }
   }
 
-  private static MappedByteBuffer map(File f) throws IOException {
-    FileInputStream s = new FileInputStream(f);
-    try {
-      FileChannel ch = s.getChannel();
-      return ch.map(FileChannel.MapMode.READ_ONLY, 0, ch.size());
-    } finally {
-      s.close();
+  private static void closeAll(List<TensorBuffer> buffers) {
+    if (buffers != null) {
+      for (TensorBuffer b : buffers) {
+        b.close();
+      }
     }
   }
 }

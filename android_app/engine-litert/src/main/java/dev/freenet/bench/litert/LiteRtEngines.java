@@ -1,5 +1,6 @@
 package dev.freenet.bench.litert;
 
+import com.google.ai.edge.litert.Accelerator;
 import dev.freenet.bench.core.BundleManifest;
 import dev.freenet.bench.core.Engine;
 import dev.freenet.bench.core.EngineFactory;
@@ -8,7 +9,10 @@ import java.io.File;
 import java.util.ArrayList;
 import java.util.List;
 
-/** Entry point found by the app's EngineRegistry: LiteRT on XNNPACK (CPU) and on the GPU. */
+/**
+ * Entry point found by the app's EngineRegistry: LiteRT's CompiledModel on the CPU accelerator
+ * (reported as {@code xnnpack}, what LiteRT's CPU accelerator runs) and on the GPU accelerator.
+ */
 public final class LiteRtEngines {
   private LiteRtEngines() {}
 
@@ -51,7 +55,7 @@ public final class LiteRtEngines {
 
     @Override
     public Engine create() {
-      return new LiteRtEngine(gpu, CPU_THREADS);
+      return new LiteRtEngine(gpu ? Accelerator.GPU : Accelerator.CPU, CPU_THREADS);
     }
   }
 }

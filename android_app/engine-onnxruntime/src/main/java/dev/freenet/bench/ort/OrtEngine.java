@@ -96,17 +96,12 @@ final class OrtEngine implements Engine {
   }
 
   @Override
-  public RuntimeInfo info() {
-    return new RuntimeInfo(
-        nnapi ? "NnapiExecutionProvider" : "CPUExecutionProvider", threads, false);
-  }
-
-  @Override
-  public Map<String, Integer> placement() {
+  public RuntimeInfo describe() {
     if (placement == null && lastInput != null) {
       placement = profilePlacement();
     }
-    return placement;
+    return new RuntimeInfo(
+        nnapi ? "NnapiExecutionProvider" : "CPUExecutionProvider", threads, false, placement, notes);
   }
 
   private Map<String, Integer> profilePlacement() {
@@ -179,11 +174,6 @@ final class OrtEngine implements Engine {
   static String unitOf(String provider) {
     String p = provider.replace("ExecutionProvider", "").toLowerCase();
     return p.isEmpty() ? "unknown" : p.replaceAll("[^a-z0-9_.+-]", "_");
-  }
-
-  @Override
-  public Map<String, String> notes() {
-    return notes;
   }
 
   @Override
