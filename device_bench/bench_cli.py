@@ -36,9 +36,12 @@ def bench(
     token: Annotated[str | None, typer.Option(help="Device token for --server (`freenet token create`).", envvar="FREENET_TOKEN")] = None,
     db: Annotated[str | None, typer.Option(help="Embedded mode: store URL (default SQLite under ./freenet-data).")] = None,
     warmup: int = 10,
-    rounds: int = 5,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds (per process).")] = 5,
     runs: Annotated[int, typer.Option(help="Timed runs per model per round.")] = 10,
     threads: int = 1,
+    processes: Annotated[int, typer.Option(help="Fresh worker processes per artifact, one report each (independent runs: "
+                                           "intervals from their disagreement). Host runtimes only.")] = 1,
+    pin: Annotated[bool, typer.Option(help="Pin each worker process to --threads cores (os.sched_setaffinity) where the OS allows.")] = True,
 ) -> None:
     """Measure a bundle's artifacts with this machine's runtimes and report them (schema reports)."""
     from .runner import BenchPlan, http_sink, run_bench, store_sink
@@ -54,7 +57,8 @@ def bench(
                    None if "web" in web else [r.split(":", 1)[1] for r in web])
         if not rts:
             return
-    plan = BenchPlan(bundle, rts, _csv(models) if models else None, _csv(precision), warmup, rounds, runs, threads)
+    plan = BenchPlan(bundle, rts, _csv(models) if models else None, _csv(precision), warmup, rounds, runs, threads,
+                     processes=processes, pin=pin)
     sink = http_sink(server, token) if server else store_sink(db)
     with _progress() as p:
         task = p.add_task("measuring", total=None)
@@ -109,9 +113,12 @@ def compare_cmd(
     runtimes: Annotated[str, typer.Option(help=f"Host runtimes to measure ({_ALL_RUNTIMES}).")] = _DEFAULT_RUNTIMES,
     work_dir: Annotated[Path, typer.Option(help="Bundle, database and report live here.")] = Path("freenet-data"),
     db: Annotated[str | None, typer.Option(help="Store URL (default SQLite in WORK_DIR; postgresql+psycopg://... for a team).")] = None,
-    rounds: int = 5,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds per process (host protocol).")] = 2,
     runs: int = 10,
-    warmup: int = 10,
+    warmup: Annotated[int, typer.Option(help="Warm-up runs per process (host protocol).")] = 10,
+    processes: Annotated[int | None, typer.Option(help="Fresh worker processes per artifact; the headline interval comes from their "
+                                                  "disagreement. Default: the protocol's (host 3, starnet 5, which splits its 500 runs).")] = None,
+    anomalies: Annotated[bool, typer.Option(help="Name the op behind a runtime anomaly of the headline's models with a per-op profile.")] = True,
     input_size: Annotated[int | None, typer.Option(help="Input side in pixels (default: each model's own, 224); smaller only for quick checks.")] = None,
     protocol: Annotated[str, typer.Option(help="host: the options above. starnet: StarNet's published protocol (ONNX Runtime CPU, "
                                           "4 threads capped at the cores; CUDA EP with exhaustive cuDNN search where a CUDA GPU is "
@@ -125,7 +132,11 @@ def compare_cmd(
         raise typer.BadParameter(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}", param_hint="--protocol")
     plan = ComparePlan(models=_csv(models) if models else list(SUITE), formats=_csv(formats), precisions=_csv(precision),
                        runtimes=_csv(runtimes), work_dir=work_dir, db_url=db, rounds=rounds, runs_per_round=runs, warmup=warmup,
-                       input_size=input_size, protocol=protocol)
+                       input_size=input_size, protocol=protocol, processes=processes, profile_anomalies=anomalies)
+    try:
+        plan.measurement()  # an uneven split of a protocol's runs is refused before anything is exported
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--processes") from None
     if protocol != "host":
         console.print(f"[bold]protocol:[/] {plan.measurement().describe()}")
     with _progress() as p:

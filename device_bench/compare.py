@@ -5,9 +5,11 @@ when up to date) -> host runner (each runtime in its own processes, interleaved 
 store (SQLite by default) -> the typed tables of this run (`device_bench.summary`, read back from
 the store: the one table builder, shared with the dashboard) -> a report directory with Markdown
 and HTML (Jinja templates `compare.md` / `compare.html`, the dashboard's environment) and PNG
-plots. The first table is the headline: FreeNet-S2 / StarNet-S4 per runtime with a bootstrap
-interval, next to the MAC and parameter ratios and the paper's claims. Mobile-GPU delegate
-coverage from the manifest is shown next to every speed number, so that a model that would fall
+plots. The first table is the headline: FreeNet-S2 / StarNet-S4 per runtime with a hierarchical
+bootstrap interval over the runs (one report per fresh worker process, `stats.compare_runs`), the
+runs' stability (an unstable row gets no faster/slower verdict) and runtime anomalies with the op
+to blame (`anomaly.py`), next to the MAC and parameter ratios and the paper's claims. Mobile-GPU
+delegate coverage from the manifest is shown next to every speed number, so that a model that would fall
 back to the CPU on a phone never passes silently. A run whose output missed the parity tolerance
 is shown as "parity failed", never as a speed result.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,10 +27,11 @@ from export.api import ExportPlan, export_bundle
 from export.api import summarize as export_rows
 from export.manifest import Artifact, Manifest
 
+from .anomaly import ANOMALY_THRESHOLD, Anomaly, Locate, Row, anomalies
 from .roofline import ABOVE_CEILING, Ceiling, achieved_gflops, fraction_of_peak, measure_ceiling
 from .runner import DEFAULT_RUNTIMES, BenchPlan, run_bench, store_sink
-from .schema import Report
-from .stats import Comparison
+from .schema import CPU_ACCELERATORS, Report
+from .stats import Comparison, Stability, compare_runs, row_verdict, stability
 from .protocols import PROTOCOLS, Resolved, resolve
 from .store import Store, device_label
 from .summary import PAIR, Group, ModelRow, summarize_run
@@ -53,10 +56,15 @@ class ComparePlan:
     runtimes: list[str] = field(default_factory=lambda: list(DEFAULT_RUNTIMES))
     work_dir: Path = Path("freenet-data")
     db_url: str | None = None  # default: SQLite file in work_dir
-    rounds: int = 5
+    rounds: int = 2  # per process
     runs_per_round: int = 10
-    warmup: int = 10
+    warmup: int = 10  # per process
     threads: int = 1
+    # fresh worker processes per artifact (one report each; the headline interval comes from their
+    # disagreement). None: the protocol's (host 3, starnet 5); under a protocol other than "host"
+    # the protocol's total of timed runs is split over them
+    processes: int | None = None
+    profile_anomalies: bool = True  # name the op of a runtime anomaly in the headline with a per-op profile
     input_size: int | None = None  # None: each model's own (224); smaller only for quick checks
     # "host" measures with the fields above; another protocol (device_bench/protocols.py) sets the
     # runtimes, threads, warm-up and runs itself and says what this machine changed about it
@@ -64,8 +72,10 @@ class ComparePlan:
 
     def measurement(self) -> Resolved:
         if self.protocol == "host":
-            return Resolved(PROTOCOLS["host"], list(self.runtimes), self.threads)
-        return resolve(self.protocol)
+            host = PROTOCOLS["host"]
+            return Resolved(replace(host, warmup=self.warmup, rounds=self.rounds, runs_per_round=self.runs_per_round,
+                                    processes=host.processes if self.processes is None else self.processes), list(self.runtimes), self.threads)
+        return resolve(self.protocol, processes=self.processes)
 
     @property
     def bundle(self) -> Path:
@@ -87,16 +97,20 @@ def run_compare(plan: ComparePlan, progress: Progress | None = None) -> Path:
                    on_existing="reuse", input_size=plan.input_size),
         _phase(progress, "export"))
     how = plan.measurement()
-    p = how.protocol if plan.protocol != "host" else None
+    p = how.protocol  # host: the plan's own warm-up, rounds and processes
     reports = run_bench(
-        BenchPlan(plan.bundle, runtimes=how.runtimes, models=plan.models, precisions=["fp32"],
-                  warmup=p.warmup if p else plan.warmup, rounds=p.rounds if p else plan.rounds,
-                  runs_per_round=p.runs_per_round if p else plan.runs_per_round, threads=how.threads, protocol=plan.protocol),
+        BenchPlan(plan.bundle, runtimes=how.runtimes, models=plan.models, precisions=["fp32"], warmup=p.warmup, rounds=p.rounds,
+                  runs_per_round=p.runs_per_round, threads=how.threads, protocol=plan.protocol, processes=p.processes),
         store_sink(plan.db), _phase(progress, "measure"))
     devices = {device_label(r) for r in reports}
     groups = summarize_run(Store(plan.db), [r.run_id for r in reports], device=devices.pop() if len(devices) == 1 else None)
     out = plan.work_dir / "report"
-    write_report(build_report(groups, reports, manifest, plan, measure_ceiling(how.threads), how), out, reports)
+    locate = None
+    if plan.profile_anomalies:
+        from .anomaly import bundle_locator
+
+        locate = bundle_locator(plan.bundle)
+    write_report(build_report(groups, reports, manifest, plan, measure_ceiling(how.threads), how, locate=locate), out, reports)
     return out
 
 
@@ -140,11 +154,33 @@ class RuntimeTable:
 @dataclass
 class Headline:
     runtime: str
-    comparison: Comparison
+    comparison: Comparison  # pooled runs, hierarchical interval (stats.compare_runs)
     mac_ratio: float | None
     param_ratio: float | None
     model: str = PAIR[0]
     reading: str = READINGS[PAIR[0]]
+    runs: tuple[int, int] = (1, 1)  # runs (processes / reports) of this reading and of StarNet-S4
+    paired: bool = False  # process i of both models ran in the same batch, drawn together
+    stability: list[Stability] = field(default_factory=list)  # one (paired: of the ratio) or one per side
+    anomalies: list[Anomaly] = field(default_factory=list)  # of either model on this runtime
+    verdict: str = ""  # stats.row_verdict: "unstable: ..." never faster/slower; ", driven by a runtime anomaly in <op>"
+
+    def __post_init__(self) -> None:
+        if not self.verdict:
+            self.verdict = row_verdict(self.comparison, *self.stability,
+                                       anomaly_op=next((a.op for a in self.anomalies if a.op), None))
+
+    @property
+    def stable(self) -> bool | None:
+        """False when any side's runs disagree beyond their intervals; None when not judged (one run)."""
+        if any(s.stable is False for s in self.stability):
+            return False
+        return True if self.stability and all(s.stable for s in self.stability) else None
+
+    @property
+    def verdict_class(self) -> str:
+        """The CSS class of the ratio cell: only a called, stable difference is coloured."""
+        return self.comparison.verdict if self.stable is not False and self.comparison.verdict in ("faster", "slower") else ""
 
     @property
     def in_budget(self) -> bool | None:
@@ -165,6 +201,8 @@ class CompareReport:
     tables: list[RuntimeTable]
     exports: list[dict]
     measurement: Resolved | None = None  # the protocol every number of this report followed
+    anomalies: list[Anomaly] = field(default_factory=list)  # of the headline's models, listed under its table
+    anomaly_threshold: float = ANOMALY_THRESHOLD
     claims: dict[str, float] = field(default_factory=lambda: dict(PAPER_CLAIMS))
     pair: tuple[str, str] = PAIR
     above_ceiling_reason: str = ABOVE_CEILING
@@ -211,10 +249,46 @@ def _why(report: Report | None, limit: int = 300) -> str | None:
     return report.error
 
 
+def _run_key(device: str, runtime: str, accelerator: str, model: str, precision: str, emulated: bool) -> tuple:
+    return device, runtime, accelerator, model, precision, bool(emulated)
+
+
+def runs_of(reports: list[Report]) -> dict[tuple, list[Report]]:
+    """The ok, raw-sample reports of a run by summary row key (device, runtime, accelerator, model,
+    precision, emulated), each list in run order: the host runner's processes by index, other
+    reports (phones, browsers: one report = one run) by creation time."""
+    out: dict[tuple, list[Report]] = defaultdict(list)
+    for r in reports:
+        if r.status == "ok" and r.timing.samples_ms:
+            # keyed as the store groups them (a whole-model fallback under the accelerator it ran on)
+            out[_run_key(device_label(r), r.runtime.name, r.runtime.accelerator_used or r.runtime.accelerator, r.model.name,
+                         r.model.precision, r.runtime.emulated)].append(r)
+    for rs in out.values():
+        rs.sort(key=lambda r: (r.notes.get("session", ""), int(r.notes.get("process", 0)), r.created_at))
+    return out
+
+
+def headline_row(label: str, a: list[Report], b: list[Report], anomalies_here: list[Anomaly], **sizes) -> Headline:
+    """FreeNet-S2 (one reading) / StarNet-S4 on one runtime from their runs: pooled ratio with the
+    hierarchical interval, paired when both sides are the host runner's processes 0..k-1 (k > 1,
+    measured batch by batch), the stability of the ratio (paired) or of each side, and the verdict."""
+    ra, rb = [r.timing.samples_ms for r in a], [r.timing.samples_ms for r in b]
+    procs = [[r.notes.get("process") for r in side] for side in (a, b)]
+    paired = len(ra) == len(rb) > 1 and None not in procs[0] + procs[1] and procs[0] == procs[1]
+    c = compare_runs(ra, rb, paired=paired)
+    stab = [stability(ra, rb)] if paired else [stability(ra), stability(rb)]
+    return Headline(label, c, runs=(len(ra), len(rb)), paired=paired, stability=stab, anomalies=anomalies_here, **sizes)
+
+
 def build_report(groups: list[Group], reports: list[Report], manifest: Manifest, plan: ComparePlan,
-                 ceiling: Ceiling | None, measurement: Resolved | None = None) -> CompareReport:
-    """Arrange the summary tables for the templates; statistics and ratios come from `groups` as is."""
+                 ceiling: Ceiling | None, measurement: Resolved | None = None, *, locate: Locate | None = None) -> CompareReport:
+    """Arrange the summary tables for the templates; statistics and ratios come from `groups` as is.
+    The headline's interval, stability and verdict come from the runs of its two models (one
+    report per process), its anomalies from every model's efficiency on the runtimes of one device;
+    `locate` (anomaly.bundle_locator) names the op, profiling only the headline's models."""
     by_id = {str(r.run_id): r for r in reports}
+    runs = runs_of(reports)
+    found = _anomalies(groups, locate)
     arts: dict[str, list[Artifact]] = defaultdict(list)
     for a in manifest.artifacts:
         arts[a.model].append(a)
@@ -241,14 +315,52 @@ def build_report(groups: list[Group], reports: list[Report], manifest: Manifest,
         label = f"{g.runtime} {'/'.join(versions)} · {g.accelerator}" + (" (emulated)" if g.emulated else "")
         tables.append(RuntimeTable(label, g, lines))
         for row in g.rows:  # one headline row per reading of FreeNet-S2, each against StarNet-S4
-            c = row.ratios.get(PAIR[1]) if row.model in READINGS and row.comparable else None
-            if c is not None:
-                head.append(Headline(label, c, ratio(row.model, "macs"), ratio(row.model, "params"), row.model, READINGS[row.model]))
+            base = g.row(PAIR[1], row.precision)
+            if row.model not in READINGS or not row.comparable or base is None or not base.comparable:
+                continue
+            a, b = (runs.get(_run_key(g.device, g.runtime, g.accelerator, m, row.precision, False), []) for m in (row.model, PAIR[1]))
+            if not a or not b:
+                continue
+            here = [x for x in found.get((g.device, g.accelerator, row.precision), [])
+                    if x.runtime == g.runtime and x.model in (row.model, PAIR[1])]
+            head.append(headline_row(label, a, b, here, mac_ratio=ratio(row.model, "macs"), param_ratio=ratio(row.model, "params"),
+                                     model=row.model, reading=READINGS[row.model]))
+    listed = list({(x.model, x.runtime, x.relative): x for h in head for x in h.anomalies}.values())
     return CompareReport(
         generated=datetime.now(timezone.utc), bundle_id=manifest.bundle_id,
         device=groups[0].device if groups else "—", plan=plan, ceiling=ceiling, headline=head, tables=tables,
         exports=export_rows(manifest.artifacts), measurement=measurement or plan.measurement(),
+        anomalies=sorted(listed, key=lambda x: x.relative),
     )
+
+
+def _anomalies(groups: list[Group], locate: Locate | None) -> dict[tuple, list[Anomaly]]:
+    """Runtime anomalies per (device, hardware, precision): every comparable model's GFLOP/s on
+    each runtime against its best runtime on the same hardware (the CPU runtimes — cpu, xnnpack,
+    wasm, ... — compared with each other; a GPU accelerator only with itself). Only the headline's
+    models get an op named (a per-op profile each: minutes for the whole suite, seconds for three).
+    Keyed by (device, accelerator, precision) of every group, for the headline's lookup."""
+    rows: dict[tuple, list[Row]] = defaultdict(list)
+    for g in groups:
+        for r in g.rows:
+            if r.comparable and r.macs and r.stats.median:
+                rows[(g.device, _hardware(g.accelerator), r.precision)].append(Row(r.model, g.runtime, r.macs, float(r.stats.median)))
+    by_hw: dict[tuple, list[Anomaly]] = {}
+    for key, rs in rows.items():
+        found = anomalies(rs)
+        if locate is not None and key[1] == "cpu":  # the per-op profilers run the CPU paths
+            named = []
+            for x in found:
+                blame = locate(x.model, x.runtime, x.best_runtime) if x.model in (*READINGS, PAIR[1]) else None
+                named.append(replace(x, op=blame.op, op_ms=blame.ms, op_ms_best=blame.ms_best, profiler=blame.profiler) if blame else x)
+            found = named
+        by_hw[key] = found
+    return {(g.device, g.accelerator, r.precision): by_hw.get((g.device, _hardware(g.accelerator), r.precision), [])
+            for g in groups for r in g.rows}
+
+
+def _hardware(accelerator: str) -> str:
+    return "cpu" if accelerator in CPU_ACCELERATORS else accelerator
 
 
 # ---------------------------------------------------------------------------------------------

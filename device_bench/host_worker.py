@@ -4,7 +4,7 @@ The runner (runner.py) starts one worker per artifact and talks to it over JSON 
 stdin/stdout, so that every runtime lives in its own process (no cross-runtime interference,
 TOOLCHAIN.md) while the runner interleaves timed rounds across models. Commands:
 
-    {"cmd": "load"}            -> {"load_ms", "first_inference_ms", "runtime_version", "placement"[, ...]}
+    {"cmd": "load"}            -> {"load_ms", "first_inference_ms", "runtime_version", "placement"[, "cpus", ...]}
     {"cmd": "warmup", "n": W}  -> {"ok": true}
     {"cmd": "run", "n": N}     -> {"samples_ms": [...]}
     {"cmd": "parity"}          -> {"max_abs_diff": float, "reference_max_abs": float}
@@ -37,11 +37,35 @@ def _reply(obj: dict) -> None:
     _PROTO.flush()
 
 
+def _pin(cpus: list[int] | None) -> list[int] | None:
+    """Pin this process to `cpus` (the runner's spec["cpus"]) before any runtime starts its
+    threads: threads created later inherit the mask, and the ones already running (numpy's BLAS
+    pool, started at import) are moved too. Returns the cores actually held, None when not pinned
+    (no request, or the OS refused)."""
+    if not cpus:
+        return None
+    try:
+        os.sched_setaffinity(0, cpus)
+    except (AttributeError, OSError, ValueError):
+        return None
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        tids = []
+    for tid in tids:
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except (OSError, ValueError):
+            pass
+    return sorted(os.sched_getaffinity(0))
+
+
 def main() -> int:
     global _PROTO
     _PROTO = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     spec = json.loads(sys.argv[1])
+    cpus = _pin(spec.get("cpus"))  # before the runtime is imported: its thread pools inherit the mask
     from device_bench.runtimes import get_runtime
 
     runtime = get_runtime(spec["runtime"])
@@ -62,7 +86,7 @@ def main() -> int:
                 session.run(x)
                 t3 = time.perf_counter()
                 _reply({"load_ms": (t1 - t0) * 1e3, "first_inference_ms": (t3 - t2) * 1e3, "runtime_version": runtime.version(),
-                        "placement": session.placement, **runtime.load_info(session)})
+                        "placement": session.placement, **({"cpus": cpus} if cpus else {}), **runtime.load_info(session)})
             elif cmd["cmd"] == "warmup":
                 for _ in range(cmd["n"]):
                     session.run(x)

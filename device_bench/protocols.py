@@ -1,7 +1,9 @@
 """Measurement protocols: how `freenet compare` measures, as data, so every number says which one.
 
-A protocol fixes the runtimes, the thread count, warm-up and the number of timed runs. "host" is
-this project's own (every host runtime, one thread, rounds interleaved across models). "starnet"
+A protocol fixes the runtimes, the thread count, warm-up and the number of timed runs, and over how
+many fresh worker processes they are split (issue 14: intervals come from between-process
+variation; warm-up and rounds are per process). "host" is this project's own (every host runtime,
+one thread, 3 processes of 2 rounds interleaved across models). "starnet"
 is the protocol behind StarNet's published latencies, which FreeNet's claims are measured against
 (StarNet paper §4.2, supplementary A.3, its repo's `imagenet/benchmark_onnx.py`): PyTorch -> ONNX,
 ONNX Runtime, batch 1, fp32, 50 warm-ups then 500 runs; the CPU EP with 4 threads (a Xeon
@@ -12,7 +14,7 @@ protocol asks for, `resolve` says exactly what was changed or left out, and the 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,29 @@ class Protocol:
     source: str
     runtimes: tuple[str, ...]
     threads: int
-    warmup: int
-    rounds: int
+    warmup: int  # per process
+    rounds: int  # per process
     runs_per_round: int
     deviations: tuple[str, ...] = ()  # what we knowingly do differently from the source, always printed
+    processes: int = 1  # fresh worker processes per artifact, one report each
+
+    @property
+    def total_runs(self) -> int:
+        return self.processes * self.rounds * self.runs_per_round
+
+    def split(self, processes: int) -> Protocol:
+        """The same number of timed runs in total, over `processes` fresh processes (rounds of
+        `runs_per_round` each where that divides, else one round per process). ValueError when
+        the total does not split evenly."""
+        if processes < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
+        total = self.total_runs
+        if total % processes:
+            raise ValueError(f"{self.name}: {total} timed runs do not split evenly over {processes} processes "
+                             f"(choose a divisor of {total})")
+        per = total // processes
+        rounds, runs = (per // self.runs_per_round, self.runs_per_round) if per % self.runs_per_round == 0 else (1, per)
+        return replace(self, processes=processes, rounds=rounds, runs_per_round=runs)
 
 
 @dataclass
@@ -39,22 +60,29 @@ class Resolved:
 
     def describe(self) -> str:
         p = self.protocol
-        runs = p.rounds * p.runs_per_round
+        how = (f"{p.processes} fresh processes of {p.rounds} interleaved rounds x {p.runs_per_round}, warm-ups in each"
+               if p.processes > 1 else f"{p.rounds} interleaved rounds x {p.runs_per_round}")
         head = (f"{p.title}: {', '.join(self.runtimes) or 'no runtime'}, {self.threads} thread(s), batch 1, fp32, "
-                f"{p.warmup} warm-ups, {runs} timed runs ({p.rounds} interleaved rounds x {p.runs_per_round})")
+                f"{p.warmup} warm-ups, {p.total_runs} timed runs ({how})")
         return head + "".join(f"; {n}" for n in self.notes)
 
 
 PROTOCOLS: dict[str, Protocol] = {
     "host": Protocol(
         name="host", title="host protocol (this project's)", source="docs/device_bench.md",
-        runtimes=("onnxruntime", "litert", "executorch", "pytorch"), threads=1, warmup=10, rounds=5, runs_per_round=10,
+        runtimes=("onnxruntime", "litert", "executorch", "pytorch"), threads=1, warmup=10, rounds=2, runs_per_round=10,
+        # 3 processes: the fewest for which a between-process interval means something (2 runs
+        # give 3 distinct resamples), and each extra one reloads every artifact (docs/device_bench.md)
+        processes=3,
     ),
     "starnet": Protocol(
         name="starnet", title="StarNet's protocol (§4.2, supp. A.3, imagenet/benchmark_onnx.py)",
         source="StarNet (CVPR 2024): ONNX Runtime CPU EP, 4 threads, Xeon E5-2680 v4; CUDA EP, exhaustive cuDNN search, P100",
-        runtimes=("onnxruntime", "onnxruntime-cuda"), threads=4, warmup=50, rounds=10, runs_per_round=50,
+        # StarNet's 500 runs, split over 5 fresh processes of 2 rounds x 50 (50 warm-ups in each)
+        runtimes=("onnxruntime", "onnxruntime-cuda"), threads=4, warmup=50, rounds=2, runs_per_round=50, processes=5,
         deviations=(
+            "the 500 runs are split over fresh worker processes (StarNet timed them in one): the interval "
+            "comes from between-process variation, each process warmed up alike",
             "medians with intervals from 500 raw samples (StarNet reports their mean; the mean is in every stored report)",
             "pointwise convolutions are kept for the GPU run (StarNet swapped them for permute + Linear there, "
             "'marginally faster'): the same .onnx graph runs on every runtime",
@@ -63,12 +91,15 @@ PROTOCOLS: dict[str, Protocol] = {
 }
 
 
-def resolve(name: str, cores: int | None = None, cuda: bool | None = None) -> Resolved:
+def resolve(name: str, cores: int | None = None, cuda: bool | None = None, processes: int | None = None) -> Resolved:
     """`name` on this machine: threads capped at the cores present, the CUDA runtime only where
-    onnxruntime has the CUDA EP. Raises ValueError for an unknown protocol."""
+    onnxruntime has the CUDA EP; `processes` re-splits the protocol's total timed runs
+    (`Protocol.split`). Raises ValueError for an unknown protocol or an uneven split."""
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; valid: {list(PROTOCOLS)}")
     p = PROTOCOLS[name]
+    if processes is not None and processes != p.processes:
+        p = p.split(processes)
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     notes: list[str] = []

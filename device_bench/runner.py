@@ -6,14 +6,18 @@ against the bundle's reference output, thermal state before/after), delivered to
 with a device token or straight into the local store (embedded mode). Every artifact is measured
 in its own worker process (host_worker.py); timed rounds are interleaved across the artifacts of
 one runtime in a shuffled order per round, so that drift of this shared machine hits every model
-alike. What each runtime is, takes, opens and reports comes from its object (device_bench/runtimes);
-this module never branches on a runtime's name. LiteRT's GPU accelerator can be exercised on
+alike. With `processes` > 1 every artifact is measured in that many fresh worker processes (one
+batch after another, one report per process) so that intervals come from between-process
+variation (stats.compare_runs); worker processes are pinned to `threads` cores (the last of the
+allowed set) where the OS allows. What each runtime is, takes, opens and reports comes from its
+object (device_bench/runtimes); this module never branches on a runtime's name. LiteRT's GPU accelerator can be exercised on
 SwiftShader; those reports are marked emulated and never enter speed comparisons. The runtimes' own
 output goes to one log file per job under BUNDLE/logs/bench/.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import random
 import uuid
@@ -45,13 +49,20 @@ class BenchPlan:
     seed: int = 0
     checkpoint: Path | None = None  # eager PyTorch of a bundle exported from a checkpoint needs the file
     protocol: str | None = None  # the measurement protocol (device_bench/protocols.py), noted in every report
+    # Independent repetitions (issue 14): every artifact is measured in `processes` fresh worker
+    # processes, one batch after another (batch p = a fresh worker per artifact of the runtime,
+    # rounds interleaved across them), one report per process with notes["process"] = "p".
+    # stats.compare_runs pools them with a hierarchical bootstrap; batch p of two models ran in
+    # the same window, so their processes pair by index. `rounds` is per process.
+    processes: int = 1
+    pin: bool = True  # pin each worker process to `threads` cores (os.sched_setaffinity) where the OS allows
 
     def validate(self) -> None:
         bad = [r for r in self.runtimes if r not in HOST_RUNTIMES]
         if bad:
             raise ValueError(f"unknown runtime(s) {bad}; valid: {list(HOST_RUNTIMES)}")
-        if self.warmup < 0 or self.rounds < 1 or self.runs_per_round < 1 or self.threads < 1:
-            raise ValueError("rounds, runs_per_round and threads must be >= 1 and warmup >= 0")
+        if self.warmup < 0 or self.rounds < 1 or self.runs_per_round < 1 or self.threads < 1 or self.processes < 1:
+            raise ValueError("rounds, runs_per_round, threads and processes must be >= 1 and warmup >= 0")
         if not (Path(self.bundle) / "manifest.json").is_file():
             raise FileNotFoundError(f"{self.bundle} holds no manifest.json; build one with `freenet export`")
 
@@ -109,6 +120,16 @@ def thermal_state() -> float | str:
     return max(temps) if temps else "unknown"
 
 
+def pin_cpus(threads: int) -> list[int] | None:
+    """The cores a pinned worker gets: the last `threads` of this process's allowed set (core 0
+    takes most interrupts). None where the OS has no affinity API or pinning would change nothing."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    return allowed[-threads:] if len(allowed) > threads else None
+
+
 def plan_jobs(manifest: Manifest, plan: BenchPlan, bundle: Path) -> list[Job]:
     jobs: list[Job] = []
     arts = [a for a in manifest.artifacts if a.status == "ok" and a.precision in plan.precisions]
@@ -143,7 +164,8 @@ def _spec(job: Job, plan: BenchPlan) -> dict:
     }
 
 
-def _report(w, plan: BenchPlan, device: dict, started: datetime, thermal: tuple, parity: dict) -> Report:
+def _report(w, plan: BenchPlan, device: dict, started: datetime, thermal: tuple, parity: dict,
+            process: dict[str, str] | None = None) -> Report:
     a, rt = w.job.artifact, get_runtime(w.job.runtime)
     measured = rt.model_fields(a, w.load)
     ok = w.error is None and bool(w.samples)
@@ -183,7 +205,9 @@ def _report(w, plan: BenchPlan, device: dict, started: datetime, thermal: tuple,
                  f"output differs from the bundle's reference by {par.rel_diff:.2e} (relative), above the tolerance {par.tolerance:.0e}",
         "notes": {"target": a.target, "passes": ",".join(p.name for p in a.passes) or "none", **({"label": w.job.label} if w.job.label else {}),
                   "rounds": str(plan.rounds), "runs_per_round": str(plan.runs_per_round),
-                  **({"protocol": plan.protocol} if plan.protocol else {})},
+                  **({"protocol": plan.protocol} if plan.protocol else {}), **(process or {}),
+                  # the cores the worker itself says it holds (only a pinned worker process says so)
+                  **({"cpus": ",".join(map(str, w.load["cpus"]))} if w.load.get("cpus") else {})},
     })
 
 
@@ -211,42 +235,51 @@ def run_bench(plan: BenchPlan, sink: Callable[[Report], None], progress: Progres
 
 
 def measure_jobs(jobs: list[Job], plan: BenchPlan, sink: Callable[[Report], None], progress: ProgressFn | None = None) -> list[Report]:
-    """Measure jobs (possibly from several bundles) runtime by runtime, rounds interleaved."""
+    """Measure jobs (possibly from several bundles) runtime by runtime, rounds interleaved; with
+    `plan.processes` > 1, in that many batches of fresh workers, one report per job per batch."""
     device, reports, done = host_device(), [], 0
     rng = random.Random(plan.seed)
-    steps = len(jobs) * (plan.rounds + 2)
+    steps = len(jobs) * plan.processes * (plan.rounds + 2)
+    session = str(uuid.uuid4())  # groups the per-process reports of this invocation
+    cpus = pin_cpus(plan.threads) if plan.pin else None
     for rt in plan.runtimes:
         group = [j for j in jobs if j.runtime == rt]
         if not group:
             continue
-        started, t_before = datetime.now(timezone.utc), thermal_state()
-        workers = [get_runtime(rt).start(j, _spec(j, plan), j.log_file) for j in group]
-        try:
-            for w in workers:  # load + first inference + warm-up, one at a time
-                if progress:
-                    progress(f"{rt}: loading {w.job.artifact.model} {w.job.artifact.precision}", done, steps)
-                w.load = w.ask({"cmd": "load"})
-                w.ask({"cmd": "warmup", "n": plan.warmup})
-                done += 1
-            for r in range(plan.rounds):
-                order = list(workers)
-                rng.shuffle(order)
-                for w in order:
+        runtime = get_runtime(rt)
+        for p in range(plan.processes):
+            tag = f" process {p + 1}/{plan.processes}" if plan.processes > 1 else ""
+            started, t_before = datetime.now(timezone.utc), thermal_state()
+            # "cpus" is read only by the worker process (host_worker pins itself before importing
+            # the runtime); a runtime whose start() returns its own object (a browser page) ignores it
+            workers = [runtime.start(j, {**_spec(j, plan), **({"cpus": cpus} if cpus else {})}, j.log_file) for j in group]
+            try:
+                for w in workers:  # load + first inference + warm-up, one at a time
                     if progress:
-                        progress(f"{rt}: round {r + 1}/{plan.rounds} {w.job.artifact.model}", done, steps)
-                    reply = w.ask({"cmd": "run", "n": plan.runs_per_round})
-                    w.samples.extend(reply.get("samples_ms", []))
+                        progress(f"{rt}{tag}: loading {w.job.artifact.model} {w.job.artifact.precision}", done, steps)
+                    w.load = w.ask({"cmd": "load"})
+                    w.ask({"cmd": "warmup", "n": plan.warmup})
                     done += 1
-            t_after = thermal_state()
-            for w in workers:
-                parity = w.ask({"cmd": "parity"}) if not w.error else {}
-                report = _report(w, plan, device, started, (t_before, t_after), parity if "error" not in parity else {})
-                sink(report)
-                reports.append(report)
-                done += 1
-        finally:
-            for w in workers:
-                w.close()
+                for r in range(plan.rounds):
+                    order = list(workers)
+                    rng.shuffle(order)
+                    for w in order:
+                        if progress:
+                            progress(f"{rt}{tag}: round {r + 1}/{plan.rounds} {w.job.artifact.model}", done, steps)
+                        reply = w.ask({"cmd": "run", "n": plan.runs_per_round})
+                        w.samples.extend(reply.get("samples_ms", []))
+                        done += 1
+                t_after = thermal_state()
+                proc = {"process": str(p), "processes": str(plan.processes), "session": session} if plan.processes > 1 else None
+                for w in workers:
+                    parity = w.ask({"cmd": "parity"}) if not w.error else {}
+                    report = _report(w, plan, device, started, (t_before, t_after), parity if "error" not in parity else {}, proc)
+                    sink(report)
+                    reports.append(report)
+                    done += 1
+            finally:
+                for w in workers:
+                    w.close()
     if progress:
         progress("done", steps, steps)
     return reports

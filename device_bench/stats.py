@@ -225,3 +225,186 @@ def fmt_ratio(c: Comparison | None) -> str:
     if c.low is None or c.high is None:
         return f"{c.ratio:.2f}×"
     return f"{c.ratio:.2f}× [{c.low:.2f}–{c.high:.2f}]"
+
+
+# ---------------------------------------------------------------------------------------------
+# Independent runs: several processes (host runner) or several reports (phones, browsers)
+#
+# Samples taken inside one process are not independent: a process can land in a slow state
+# (allocator, thread placement, a neighbour on the core) and keep it for its whole life, so a
+# bootstrap over its samples claims a precision the next process contradicts. With several runs
+# the interval comes from a hierarchical bootstrap: resample the runs, then the samples inside
+# each drawn run, and take the pooled median. Between-run variation then widens the interval;
+# within-run noise still counts when runs agree.
+
+STABILITY_TOLERANCE = 0.05  # runs whose medians differ by more than 5 % AND disagree beyond their intervals: unstable
+_CHUNK_ELEMENTS = 2_000_000  # bound the (resamples x runs x samples) block held in memory at once
+
+
+def _clean_runs(runs: Sequence[Sequence[float] | np.ndarray]) -> list[np.ndarray]:
+    out = [_clean(r) for r in runs]
+    return [r for r in out if r.size]
+
+
+def _hierarchical_medians(runs: list[np.ndarray], resamples: int, rng: np.random.Generator,
+                          picks: np.ndarray | None = None) -> np.ndarray:
+    """`resamples` pooled medians of a two-level resample: k runs drawn with replacement, then each
+    drawn run's own number of samples drawn with replacement from it. `picks` (resamples x k run
+    indices) lets two sides share their run draws (paired processes)."""
+    k = len(runs)
+    sizes = np.array([r.size for r in runs])
+    nmax = int(sizes.max())
+    table = np.full((k, nmax), np.nan)
+    for i, r in enumerate(runs):
+        table[i, : r.size] = r
+    equal = bool(np.all(sizes == nmax))
+    if picks is None:
+        picks = rng.integers(k, size=(resamples, k))
+    out = np.empty(resamples)
+    step = max(1, _CHUNK_ELEMENTS // (k * nmax))
+    for start in range(0, resamples, step):
+        g = picks[start : start + step]  # (m, k) drawn runs
+        n_g = sizes[g][..., None]  # (m, k, 1) size of each drawn run
+        idx = (rng.random((g.shape[0], k, nmax)) * n_g).astype(np.int64)
+        vals = table[g[..., None], idx]
+        if equal:
+            out[start : start + g.shape[0]] = np.median(vals.reshape(g.shape[0], -1), axis=1)
+        else:
+            vals = np.where(np.arange(nmax) < n_g, vals, np.nan)
+            out[start : start + g.shape[0]] = np.nanmedian(vals.reshape(g.shape[0], -1), axis=1)
+    return out
+
+
+def compare_runs(
+    a_runs: Sequence[Sequence[float] | np.ndarray],
+    b_runs: Sequence[Sequence[float] | np.ndarray],
+    *,
+    paired: bool = False,
+    confidence: float = 0.95,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> Comparison:
+    """`compare` for sample sets that come in independent runs (a list of sample lists per side).
+
+    ratio = pooled median(a) / pooled median(b); the interval is a hierarchical percentile
+    bootstrap (runs, then samples within a run), so it is as wide as the runs disagree. `paired`:
+    run i of a and run i of b were measured in the same time window (the host runner's process i
+    of every artifact, rounds interleaved) — they are drawn together, which cancels drift that hit
+    both. n_a/n_b count samples; with one run per side this is `compare`'s interval (samples only),
+    which cannot see between-run variation (`stability` then says None).
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if resamples < 100:
+        raise ValueError(f"resamples must be >= 100 for a usable interval, got {resamples}")
+    ra, rb = _clean_runs(a_runs), _clean_runs(b_runs)
+    na, nb = sum(r.size for r in ra), sum(r.size for r in rb)
+    if not ra or not rb:
+        return Comparison(None, None, None, confidence, na, nb, None)
+    if paired and len(ra) != len(rb):
+        raise ValueError(f"paired runs need as many runs on each side, got {len(ra)} and {len(rb)}")
+    ratio = float(np.median(np.concatenate(ra)) / np.median(np.concatenate(rb)))
+    if na < 2 or nb < 2:
+        return Comparison(ratio, None, None, confidence, na, nb, "no difference")
+    rng = np.random.default_rng(seed)
+    picks_a = rng.integers(len(ra), size=(resamples, len(ra)))
+    picks_b = picks_a if paired else rng.integers(len(rb), size=(resamples, len(rb)))
+    ratios = _hierarchical_medians(ra, resamples, rng, picks_a) / _hierarchical_medians(rb, resamples, rng, picks_b)
+    alpha = (1 - confidence) / 2
+    low, high = (float(v) for v in np.quantile(ratios, [alpha, 1 - alpha]))
+    verdict: Verdict = "faster" if high < 1 else "slower" if low > 1 else "no difference"
+    return Comparison(ratio, low, high, confidence, na, nb, verdict)
+
+
+def median_interval(samples: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free interval for the median of one run: order statistics x_(j), x_(n+1-j)
+    with j from Binomial(n, 1/2) (no resampling, no seed). None without samples."""
+    from scipy.stats import binom
+
+    xs = np.sort(_clean(samples))
+    n = xs.size
+    if n == 0:
+        return None
+    j = int(binom.ppf((1 - confidence) / 2, n, 0.5))  # 1-based order statistic, 0 for tiny n
+    return float(xs[max(j - 1, 0)]), float(xs[min(n - j, n - 1)])
+
+
+@dataclass(frozen=True)
+class Stability:
+    """Do independent runs of one measurement agree?
+
+    stable is None with fewer than two runs (nothing to judge, never "stable" by default).
+    values: per-run medians (or per-run median ratios when a baseline is given), intervals: their
+    95 % intervals, spread: max(values) / min(values) - 1.
+    """
+
+    stable: bool | None
+    runs: int
+    values: list[float]
+    intervals: list[tuple[float, float]]
+    spread: float | None
+    tolerance: float
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stability(
+    runs: Sequence[Sequence[float] | np.ndarray],
+    baseline_runs: Sequence[Sequence[float] | np.ndarray] | None = None,
+    *,
+    tolerance: float = STABILITY_TOLERANCE,
+    confidence: float = 0.95,
+) -> Stability:
+    """Unstable = two runs disagree beyond their own intervals (disjoint intervals) AND by more
+    than `tolerance` (max/min - 1). Both are needed: long runs make tiny, harmless shifts
+    "significant", and a large shift inside wide intervals is noise the interval already shows.
+
+    With `baseline_runs` (paired by index, as the host runner's processes are) the per-run value
+    is the ratio median(run_i) / median(baseline_i) with interval [lo_a/hi_b, hi_a/lo_b]: a row of
+    a ratio table is judged on what it reports, and drift that hit both models cancels.
+    """
+    ra = [_clean(r) for r in runs]
+    if baseline_runs is not None:
+        rb = [_clean(r) for r in baseline_runs]
+        if len(rb) != len(ra):
+            raise ValueError(f"paired runs need as many runs on each side, got {len(ra)} and {len(rb)}")
+        keep = [(a, b) for a, b in zip(ra, rb) if a.size and b.size]
+        values = [float(np.median(a) / np.median(b)) for a, b in keep]
+        intervals = []
+        for a, b in keep:
+            (la, ha), (lb, hb) = median_interval(a, confidence), median_interval(b, confidence)
+            intervals.append((la / hb, ha / lb))
+    else:
+        keep_a = [a for a in ra if a.size]
+        values = [float(np.median(a)) for a in keep_a]
+        intervals = [median_interval(a, confidence) for a in keep_a]
+    k = len(values)
+    if k < 2:
+        return Stability(None, k, values, intervals, None, tolerance, f"{k} run(s): stability cannot be judged")
+    spread = max(values) / min(values) - 1
+    disjoint = max(lo for lo, _ in intervals) > min(hi for _, hi in intervals)
+    unstable = disjoint and spread > tolerance
+    if unstable:
+        reason = f"runs disagree by {spread:.0%} (> {tolerance:.0%}) beyond their intervals"
+    elif disjoint:
+        reason = f"runs differ beyond their intervals but only by {spread:.1%} (<= {tolerance:.0%})"
+    else:
+        reason = f"{k} runs agree within their intervals (spread {spread:.1%})"
+    return Stability(not unstable, k, values, intervals, spread, tolerance, reason)
+
+
+def row_verdict(c: Comparison, *stabilities: Stability, anomaly_op: str | None = None) -> str:
+    """The verdict cell of a ratio row: "unstable" (any side's runs disagree: no faster/slower),
+    else the comparison's verdict, "driven by a runtime anomaly in <op>" appended when the
+    baseline's runtime is anomalously slow on that op (anomaly.py)."""
+    if c.ratio is None:
+        return "—"
+    bad = [s for s in stabilities if s.stable is False]
+    if bad:
+        return "unstable: " + "; ".join(s.reason for s in bad)
+    text = c.verdict or "—"
+    if anomaly_op and c.verdict in ("faster", "slower"):
+        text += f", driven by a runtime anomaly in {anomaly_op}"
+    return text

@@ -203,7 +203,15 @@ def test_starnet_protocol_on_this_machine_says_what_it_changed():
     assert here.runtimes == ["onnxruntime"] and here.threads == 2
     text = here.describe()
     assert "4 threads asked, 2 used: this machine has 2 core(s)" in text and "CUDA EP not measured" in text
-    assert "50 warm-ups, 500 timed runs" in text and "permute + Linear" in text
+    assert "50 warm-ups, 500 timed runs (5 fresh processes of 2 interleaved rounds x 50" in text and "permute + Linear" in text
+    assert "split over fresh worker processes" in text
+    two = resolve("starnet", cores=2, cuda=False, processes=2).protocol  # --processes re-splits the same 500 runs
+    assert (two.processes, two.rounds, two.runs_per_round, two.total_runs) == (2, 5, 50, 500)
+    one = resolve("starnet", cores=2, cuda=False, processes=1).protocol
+    assert (one.rounds, one.runs_per_round) == (10, 50) and "500 timed runs (10 interleaved rounds x 50)" in resolve(
+        "starnet", cores=2, cuda=False, processes=1).describe()
+    with pytest.raises(ValueError, match="do not split evenly over 3 processes"):
+        resolve("starnet", cores=2, cuda=False, processes=3)
     gpu = resolve("starnet", cores=16, cuda=True)
     assert gpu.runtimes == ["onnxruntime", "onnxruntime-cuda"] and gpu.threads == 4
     assert not any("threads asked" in n or "not measured" in n for n in gpu.notes)
@@ -237,10 +245,79 @@ def test_compare_under_the_starnet_protocol_labels_every_number(tmp_path):
     out = run_compare(plan)
     reports = [Report.model_validate(r) for r in json.loads((out / "reports.json").read_text())]
     how = plan.measurement()
-    assert {r.runtime.name for r in reports} == {"onnxruntime"} and len(reports) == 2
+    assert {r.runtime.name for r in reports} == {"onnxruntime"} and len(reports) == 2 * 5  # one report per process
+    for m in ("freenet_tiny", "starnet_s050"):  # StarNet's 500 runs in total, split over 5 fresh processes
+        mine = [r for r in reports if r.model.name == m]
+        assert sum(len(r.timing.samples_ms) for r in mine) == 500 and sorted(r.notes["process"] for r in mine) == list("01234")
     for r in reports:
-        assert r.status == "ok" and len(r.timing.samples_ms) == 500 and r.timing.warmup_runs == 50
+        assert r.status == "ok" and len(r.timing.samples_ms) == 100 and r.timing.warmup_runs == 50
         assert r.notes["protocol"] == "starnet" and r.runtime.threads == how.threads == min(4, len(os.sched_getaffinity(0)))
     md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
     assert f"**Protocol of every number below:** {how.describe()}." in md
     assert "StarNet's protocol" in html and "500 timed runs" in html
+
+
+def _runs_reports(make_report, model, runs, family, start, **top):
+    """One report per host-runner process: notes process/processes/session as the runner writes them."""
+    out = []
+    for p, samples in enumerate(runs):
+        doc = make_report(start + p, model=model, samples=samples, **top)
+        doc["model"]["family"] = family
+        doc["notes"] = {**doc.get("notes", {}), "process": str(p), "processes": str(len(runs)), "session": "s1"}
+        out.append(Report.model_validate(doc))
+    return out
+
+
+def test_headline_from_runs_unstable_and_anomalies(tmp_path, make_report):
+    """Three processes per model: the headline pools them (one row per model in the summary), an
+    unstable pair gets no faster/slower verdict, and a runtime anomaly with its op is named in the
+    verdict and listed under the headline in both templates."""
+    from device_bench.anomaly import Blame
+
+    stable_fast = [[10.0 + 0.01 * i for i in range(20)]] * 3
+    stable_slow = [[20.0 + 0.01 * i for i in range(20)]] * 3
+    drifting = [[10.0 + 0.01 * i for i in range(20)], [14.0 + 0.01 * i for i in range(20)], [10.0 + 0.01 * i for i in range(20)]]
+    reports = (_runs_reports(make_report, "freenet_s2", stable_fast, "freenet", 10)
+               + _runs_reports(make_report, "starnet_s4", stable_slow, "starnet", 20)
+               + _runs_reports(make_report, "freenet_s2_equimo", drifting, "freenet", 30)
+               # the same two models on a second runtime where StarNet-S4 runs 10x slower: an anomaly
+               + _runs_reports(make_report, "freenet_s2", stable_fast, "freenet", 40, runtime={"name": "litert", "version": "2.0", "accelerator": "xnnpack"})
+               + _runs_reports(make_report, "starnet_s4", [[200.0 + 0.01 * i for i in range(20)]] * 3, "starnet", 50,
+                               runtime={"name": "litert", "version": "2.0", "accelerator": "xnnpack"}))
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    for r in reports:
+        store.add_report(r)
+    manifest = Manifest(bundle_id="b3", artifacts=[_artifact("freenet_s2", "freenet", 1_000_000_000, 7_000_000),
+                                                  _artifact("freenet_s2_equimo", "freenet", 1_000_000_000, 7_000_000),
+                                                  _artifact("starnet_s4", "starnet", 1_000_000_000, 7_000_000)])
+    groups = summarize_run(store, [r.run_id for r in reports])
+    for g in groups:  # the summary pools a model's processes into one row
+        assert all(row.runs == 3 and row.stats.n == 60 for row in g.rows)
+    asked = []
+
+    def locate(model, runtime, best):
+        asked.append((model, runtime, best))
+        return Blame("depthwise Conv 7x7", 2.6, 0.11, "test profiler")
+
+    report = build_report(groups, reports, manifest, ComparePlan(work_dir=tmp_path), None, locate=locate)
+    write_report(report, tmp_path / "out")
+    by = {(h.runtime.split()[0], h.model): h for h in report.headline}
+    ours = by[("onnxruntime", "freenet_s2")]
+    assert ours.paired and ours.runs == (3, 3) and ours.stable is True and ours.verdict == "faster" and not ours.anomalies
+    equimo = by[("onnxruntime", "freenet_s2_equimo")]
+    assert equimo.stable is False and equimo.verdict.startswith("unstable: runs disagree by")
+    assert equimo.comparison.verdict == "faster" and equimo.verdict_class == ""  # called by the interval, withheld
+    lit = by[("litert", "freenet_s2")]
+    assert [a.model for a in lit.anomalies] == ["starnet_s4"] and lit.anomalies[0].op == "depthwise Conv 7x7"
+    assert lit.verdict == "faster, driven by a runtime anomaly in depthwise Conv 7x7"
+    assert asked == [("starnet_s4", "litert", "onnxruntime")]  # profiled once, only for the headline's models
+    md, html = (tmp_path / "out" / "report.md").read_text(), (tmp_path / "out" / "report.html").read_text()
+    head = md.split("## Every model")[0]
+    assert "| faster, driven by a runtime anomaly in depthwise Conv 7x7 |" in head
+    assert "| unstable: runs disagree by" in head
+    (listed,) = report.anomalies  # GFLOP/s from the reports' MACs: 10x slower is 0.10x of its best
+    text = listed.describe()
+    assert text.startswith("starnet_s4 on litert: ") and ", 0.10x of its " in text and text.endswith(
+        " on onnxruntime; op: depthwise Conv 7x7 takes 2.60 ms vs 0.11 ms there (test profiler)")
+    assert f"- {text}" in head and f"<li>{text}</li>" in html
+    assert 'class="l unstable">unstable: runs disagree by' in html
