@@ -73,7 +73,7 @@ def run_on_cluster(address: str, plan, todo, refs, bundle: Path, bundle_id: str,
         total = len(futures)
         if progress:
             progress(f"{total} jobs on the cluster at {address}", 0, total)
-        for fut in as_completed(list(futures)):
+        for fut in as_completed(list(futures), loop=client.loop):
             job, started = futures[fut]
             log = log_path(bundle, job.id)
             try:

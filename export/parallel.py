@@ -39,7 +39,7 @@ from .manifest import Artifact
 # one export peaks at ~3.7 GB resident (litert-torch and ExecuTorch lowering a 224 px model)
 PEAK_BYTES_PER_WORKER = 3.7e9
 
-# Test hook, documented in docs/export-scaling.md: FREENET_EXPORT_FAULT="<artifact id>[:once:<marker file>]"
+# Test hook, documented in docs/export-scaling.md: FREENET_EXPORT_FAULT="<artifact id>[:once:<marker file>],..."
 # makes the worker that picks that artifact kill itself with SIGKILL (once: only while the marker file
 # does not exist, which it creates first), to prove a dead worker never loses an artifact.
 FAULT_ENV = "FREENET_EXPORT_FAULT"
@@ -90,18 +90,16 @@ _PREPARED: dict[tuple, object] = {}  # this process's prepared models (see the m
 
 
 def _fault(art_id: str) -> None:
-    spec = os.environ.get(FAULT_ENV, "")
-    if not spec:
-        return
-    target, _, rest = spec.partition(":")
-    if target != art_id:
-        return
-    if rest.startswith("once:"):
-        marker = Path(rest[len("once:"):])
-        if marker.exists():
-            return
-        marker.write_text(str(os.getpid()))
-    os.kill(os.getpid(), signal.SIGKILL)
+    for spec in os.environ.get(FAULT_ENV, "").split(","):
+        target, _, rest = spec.partition(":")
+        if target != art_id:
+            continue
+        if rest.startswith("once:"):
+            marker = Path(rest[len("once:"):])
+            if marker.exists():
+                continue
+            marker.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run_job(job: Job) -> JobResult:
