@@ -27,6 +27,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 import traceback
 import uuid
@@ -248,6 +249,13 @@ def run_pool(n: int, plan, todo, refs, bundle: Path, bundle_id: str, finished, p
     total = len(pending)
     ctx = mp.get_context("spawn")
     workers = [_Worker(ctx) for _ in range(min(n, total))]
+    saved_term = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a CI timeout, `kill`): unwind like Ctrl-C, so the workers stop and staging goes
+        def _term(signum, frame):
+            raise SystemExit(128 + signum)
+
+        saved_term = signal.signal(signal.SIGTERM, _term)
     try:
         while pending or any(w.job for w in workers):
             for w in workers:
@@ -294,3 +302,5 @@ def run_pool(n: int, plan, todo, refs, bundle: Path, bundle_id: str, finished, p
     finally:
         for w in workers:
             w.stop(timeout=0.5 if any(x.job for x in workers) else 5.0)
+        if saved_term is not None:
+            signal.signal(signal.SIGTERM, saved_term)

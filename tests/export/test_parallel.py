@@ -166,6 +166,8 @@ def dask_cluster(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO),
            # one retry after a worker dies mid-task, then KilledWorker: both paths in one test
            "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
+           # only the running task on the worker (a task queued behind it would share its death count)
+           "DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION": "1.0",
            FAULT_ENV: f"{FP16}:once:{marker},freenet_tiny.tflite.litert-gpu.fp16"}
     procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
                                "--port", str(port), "--dashboard-address", ":0"], env=env,
