@@ -212,14 +212,21 @@ class _Worker:
         self.conn.close()
 
 
-def _next_job(pending: list[Job], last: tuple[str, str] | None) -> Job:
-    """The same model and format as the worker's last job, else the same model, else the first."""
+def _next_job(pending: list[Job], last: tuple[str, str] | None, busy: set[tuple[str, str]] = frozenset()) -> Job:
+    """The job an idle worker takes: the same model and format as its last job (its traced graph
+    is memoised, export.steps.memo), else a model x format no other worker is on (so two workers
+    do not trace the same graph side by side), else the same model, else the first."""
+    prefs = []
     if last:
-        for want in (lambda j: (j.model, j.fmt) == last, lambda j: j.model == last[0]):
-            for j in pending:
-                if want(j):
-                    pending.remove(j)
-                    return j
+        prefs.append(lambda j: (j.model, j.fmt) == last)
+    prefs.append(lambda j: (j.model, j.fmt) not in busy)
+    if last:
+        prefs.append(lambda j: j.model == last[0])
+    for want in prefs:
+        for j in pending:
+            if want(j):
+                pending.remove(j)
+                return j
     return pending.pop(0)
 
 
@@ -260,7 +267,7 @@ def run_pool(n: int, plan, todo, refs, bundle: Path, bundle_id: str, finished, p
         while pending or any(w.job for w in workers):
             for w in workers:
                 if w.job is None and pending:
-                    w.job = _next_job(pending, w.last)
+                    w.job = _next_job(pending, w.last, {(x.job.model, x.job.fmt) for x in workers if x.job})
                     w.last = (w.job.model, w.job.fmt)
                     w.started = time.perf_counter()
                     w.conn.send(w.job)

@@ -214,3 +214,15 @@ def test_real_local_dask_cluster_with_a_worker_killed_mid_job(tmp_path, dask_clu
         assert ":" in by[k].worker  # host:pid of the cluster worker
         assert (tmp_path / "bundle" / by[k].log_file).read_text() is not None  # the log shipped back
     assert_consistent(tmp_path / "bundle", m)
+
+
+def test_idle_workers_take_different_graphs_and_keep_their_own():
+    from export.parallel import Job, _next_job
+
+    jobs = [Job("m", f, "t", p, None, "b", None, None, None) for f in ("onnx", "tflite") for p in ("fp32", "fp16")]
+    pending = list(jobs)
+    a = _next_job(pending, None)
+    b = _next_job(pending, None, {("m", a.fmt)})
+    assert (a.fmt, b.fmt) == ("onnx", "tflite")  # not both tracing the ONNX graph side by side
+    assert _next_job(pending, ("m", "tflite"), {("m", "onnx")}).fmt == "tflite"  # its memoised flatbuffer
+    assert _next_job(pending, ("m", "tflite")).fmt == "onnx"
