@@ -124,7 +124,7 @@ def compare_cmd(
                                           "4 threads capped at the cores; CUDA EP with exhaustive cuDNN search where a CUDA GPU is "
                                           "present; 50 warm-ups, 500 runs); it sets runtimes, threads, warm-up and runs itself.")] = "host",
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Export worker processes (default: what cores and memory allow; 0: in this process).")] = None,
-    cluster: Annotated[str | None, typer.Option(help="Export on a Dask cluster at this address (pip install 'freenet-deploy[cluster]').")] = None,
+    cluster: Annotated[str | None, typer.Option(help="Export on a Dask cluster at this address (pip install 'freenet-deploy\\[cluster]').")] = None,
 ) -> None:
     """The main job: export the suite to every format, verify, measure here, store, and report."""
     from .compare import SUITE, ComparePlan, run_compare

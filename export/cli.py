@@ -88,7 +88,7 @@ def export(
     model_set: Annotated[list[str] | None, typer.Option("--set", help="Model constructor option KEY=VALUE (repeatable), e.g. --set equimo=true --set act=gelu_tanh.")] = None,
     nhwc: Annotated[bool, typer.Option("--nhwc/--nchw", help="TFLite input/output layout (NHWC removes the input TRANSPOSE).")] = True,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Worker processes (default: what cores and memory allow, ~3.7 GB each; 0: in this process).")] = None,
-    cluster: Annotated[str | None, typer.Option(help="Run the conversions on a Dask cluster, e.g. tcp://10.0.0.5:8786 (pip install 'freenet-deploy[cluster]').")] = None,
+    cluster: Annotated[str | None, typer.Option(help="Run the conversions on a Dask cluster, e.g. tcp://10.0.0.5:8786 (pip install 'freenet-deploy\\[cluster]').")] = None,
     steps: Annotated[bool, typer.Option("--steps", help="Also print where each artifact's time went (prepare, convert, parity, ...).")] = False,
 ) -> None:
     """Export models to ONNX / Core ML / TFLite / ExecuTorch with rewrite passes, verify every artifact."""
@@ -125,7 +125,9 @@ def export(
         try:
             manifest = export_bundle(plan, report, workers=workers, cluster=cluster)
         except ExportError as e:
-            console.print(f"[red]error:[/] {e}")
+            from rich.markup import escape
+
+            console.print(f"[red]error:[/] {escape(str(e))}")  # "freenet-deploy[cluster]" is not markup
             raise typer.Exit(2) from None
     console.print(status_table(summarize(manifest.artifacts)))
     if steps:

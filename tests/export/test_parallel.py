@@ -226,3 +226,22 @@ def test_idle_workers_take_different_graphs_and_keep_their_own():
     assert (a.fmt, b.fmt) == ("onnx", "tflite")  # not both tracing the ONNX graph side by side
     assert _next_job(pending, ("m", "tflite"), {("m", "onnx")}).fmt == "tflite"  # its memoised flatbuffer
     assert _next_job(pending, ("m", "tflite")).fmt == "onnx"
+
+
+def test_cli_names_the_extra_when_the_engine_is_missing(tmp_path, monkeypatch, capfd):
+    import importlib.util
+
+    import typer
+    from typer.testing import CliRunner
+
+    from export.cli import register
+
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)  # two commands: typer keeps the sub-command name
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "distributed" else real(name, *a))
+    res = CliRunner().invoke(app, ["export", "freenet_tiny", "--formats", "onnx", "--out", str(tmp_path / "b"),
+                                   "--cluster", "tcp://127.0.0.1:1"])
+    out = " ".join((res.output + capfd.readouterr().out).split())  # the console is on the terminal's fd
+    assert res.exit_code == 2 and "pip install 'freenet-deploy[cluster]'" in out, out
