@@ -123,6 +123,8 @@ def compare_cmd(
     protocol: Annotated[str, typer.Option(help="host: the options above. starnet: StarNet's published protocol (ONNX Runtime CPU, "
                                           "4 threads capped at the cores; CUDA EP with exhaustive cuDNN search where a CUDA GPU is "
                                           "present; 50 warm-ups, 500 runs); it sets runtimes, threads, warm-up and runs itself.")] = "host",
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Export worker processes (default: what cores and memory allow; 0: in this process).")] = None,
+    cluster: Annotated[str | None, typer.Option(help="Export on a Dask cluster at this address (pip install 'freenet-deploy\\[cluster]').")] = None,
 ) -> None:
     """The main job: export the suite to every format, verify, measure here, store, and report."""
     from .compare import SUITE, ComparePlan, run_compare
@@ -132,7 +134,8 @@ def compare_cmd(
         raise typer.BadParameter(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}", param_hint="--protocol")
     plan = ComparePlan(models=_csv(models) if models else list(SUITE), formats=_csv(formats), precisions=_csv(precision),
                        runtimes=_csv(runtimes), work_dir=work_dir, db_url=db, rounds=rounds, runs_per_round=runs, warmup=warmup,
-                       input_size=input_size, protocol=protocol, processes=processes, profile_anomalies=anomalies)
+                       input_size=input_size, protocol=protocol, processes=processes, profile_anomalies=anomalies,
+                       export_jobs=jobs, cluster=cluster)
     try:
         plan.measurement()  # an uneven split of a protocol's runs is refused before anything is exported
     except ValueError as e:

@@ -66,6 +66,8 @@ class ComparePlan:
     processes: int | None = None
     profile_anomalies: bool = True  # name the op of a runtime anomaly in the headline with a per-op profile
     input_size: int | None = None  # None: each model's own (224); smaller only for quick checks
+    export_jobs: int | None = None  # export worker processes; None: what cores and memory allow (export.parallel)
+    cluster: str | None = None  # a Dask scheduler address: the export runs there (export/cluster.py)
     # "host" measures with the fields above; another protocol (device_bench/protocols.py) sets the
     # runtimes, threads, warm-up and runs itself and says what this machine changed about it
     protocol: str = "host"
@@ -91,11 +93,13 @@ Progress = Callable[[str, str, int, int], None]  # (phase, what, done, total)
 
 def run_compare(plan: ComparePlan, progress: Progress | None = None) -> Path:
     """export -> bench -> store -> summary -> render; returns the report directory."""
+    from export.parallel import default_jobs
+
     plan.work_dir.mkdir(parents=True, exist_ok=True)
-    manifest = export_bundle(
-        ExportPlan(models=plan.models, formats=plan.formats, precisions=plan.precisions, out_dir=plan.bundle,
-                   on_existing="reuse", input_size=plan.input_size),
-        _phase(progress, "export"))
+    export_plan = ExportPlan(models=plan.models, formats=plan.formats, precisions=plan.precisions, out_dir=plan.bundle,
+                             on_existing="reuse", input_size=plan.input_size)
+    workers = default_jobs(len(export_plan.jobs())) if plan.export_jobs is None else plan.export_jobs
+    manifest = export_bundle(export_plan, _phase(progress, "export"), workers=workers, cluster=plan.cluster)
     how = plan.measurement()
     p = how.protocol  # host: the plan's own warm-up, rounds and processes
     reports = run_bench(

@@ -44,7 +44,9 @@ from .manifest import (
     TensorSpec,
     sha256_file,
 )
-from .passes import DEFAULT_PASSES, PassResult, prepare, validate
+from .passes import DEFAULT_PASSES, GRAPH_PASSES, MODULE_PASSES, PassResult, prepare, validate
+from .steps import recording, step
+from .steps import tag as steps_tag
 
 
 
@@ -185,7 +187,34 @@ def _real_images(size: tuple[int, int, int], n: int, mean: list[float], std: lis
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
-def prepare_model(name: str, plan: ExportPlan, bundle: Path) -> PreparedModel:
+@dataclass
+class ModelRef:
+    """What identifies one model's export inputs, and its reference pair: cheap to compute (the model
+    built once and run once, no rewrite pass, no tracing), so the parent process decides what is up
+    to date and writes the bundle's reference files before any worker starts (workers never write
+    them: no race), and every artifact's parity is checked against exactly those bytes."""
+
+    name: str
+    family: str
+    config_hash: str
+    weights: str
+    options: dict
+    mean: list[float]
+    std: list[float]
+    size: tuple[int, int, int]
+    ref_in: np.ndarray
+    ref_out: np.ndarray
+    pass_names: list[str]
+
+    def reference(self, seed: int) -> Reference:
+        return Reference(
+            input_file=f"reference/{_safe(self.name)}.input.f32", output_file=f"reference/{_safe(self.name)}.output.f32",
+            input_sha256=hashlib.sha256(self.ref_in.tobytes()).hexdigest(),
+            output_sha256=hashlib.sha256(self.ref_out.tobytes()).hexdigest(), seed=seed,
+        )
+
+
+def _build(name: str, plan: ExportPlan) -> tuple[ModelRef, torch.nn.Module, torch.Tensor]:
     info = model_info(name)
     kwargs: dict = dict(plan.model_kwargs)
     torch.manual_seed(plan.seed)
@@ -201,30 +230,56 @@ def prepare_model(name: str, plan: ExportPlan, bundle: Path) -> PreparedModel:
     if plan.input_size:
         size = (size[0], plan.input_size, plan.input_size)
     images = _real_images(size, max(plan.agreement_images, 8), mean, std)
-    example = images[:1].clone()
-    graph, passes = prepare(model, example, plan.passes)
+    example = images[:1]
     with torch.no_grad():
         ref_out = model(example).numpy().astype("<f4")
-    ref_in = example.numpy().astype("<f4")
-    ref_dir = bundle / "reference"
-    ref_dir.mkdir(parents=True, exist_ok=True)
-    files = {}
-    for kind, arr in (("input", ref_in), ("output", ref_out)):
-        path = ref_dir / f"{_safe(name)}.{kind}.f32"
-        tmp = path.with_suffix(".tmp")
+    selected = set(plan.passes)
+    pass_names = [p.NAME for p in MODULE_PASSES + GRAPH_PASSES if p.NAME in selected]
+    ref = ModelRef(name, info.family, config_hash(name, model, kwargs), weights, kwargs, mean, std, tuple(size),
+                   example.numpy().astype("<f4"), ref_out, pass_names)
+    return ref, model, images
+
+
+def model_ref(name: str, plan: ExportPlan) -> ModelRef:
+    """The model's identity and reference pair (see ModelRef); about a second per model."""
+    return _build(name, plan)[0]
+
+
+def write_reference(bundle: Path, ref: ModelRef, seed: int) -> Reference:
+    """The reference input/output files of one model, each written atomically (unique temp name)."""
+    reference = ref.reference(seed)
+    for rel, arr in ((reference.input_file, ref.ref_in), (reference.output_file, ref.ref_out)):
+        path = bundle / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         tmp.write_bytes(arr.tobytes())
         tmp.replace(path)
-        files[kind] = path
-    reference = Reference(
-        input_file=str(files["input"].relative_to(bundle)),
-        output_file=str(files["output"].relative_to(bundle)),
-        input_sha256=sha256_file(files["input"]),
-        output_sha256=sha256_file(files["output"]),
-        seed=plan.seed,
-    )
+    return reference
+
+
+def prepare_model(name: str, plan: ExportPlan, bundle: Path | None = None, expect: ModelRef | None = None) -> PreparedModel:
+    """Build the model and run the rewrite passes (the expensive part: tracing).
+
+    With `bundle` the reference files are written there; without it (a worker) nothing is written
+    and `expect` (the parent's ModelRef) supplies the reference pair, so that parity is judged
+    against the bundle's own files whichever process or machine runs the conversion."""
+    with step("prepare.model"):
+        ref, model, images = _build(name, plan)
+    if expect is not None:
+        if expect.config_hash != ref.config_hash or expect.weights != ref.weights:
+            raise RuntimeError(f"this worker built a different {name} ({ref.config_hash}, {ref.weights}) than the "
+                               f"parent ({expect.config_hash}, {expect.weights}): are the package versions the same?")
+        ref.ref_in, ref.ref_out = expect.ref_in, expect.ref_out
+    example = torch.from_numpy(ref.ref_in.copy())
+    with step("prepare.passes"):
+        graph, passes = prepare(model, example, plan.passes)
+    steps_tag(graph)  # its conversions may be memoised in this process (export.steps.memo)
+    reference = write_reference(bundle, ref, plan.seed) if bundle is not None else ref.reference(plan.seed)
+    with step("prepare.profile"):
+        params, macs = count_params(model), count_macs(model, ref.size)
     return PreparedModel(
-        name, info.family, config_hash(name, model, kwargs), weights, example, graph, model, passes, mean, std,
-        count_params(model), count_macs(model, size), reference, kwargs, ref_in, ref_out, images,
+        name, ref.family, ref.config_hash, ref.weights, example, graph, model, passes, ref.mean, ref.std,
+        params, macs, reference, ref.options, ref.ref_in, ref.ref_out, images,
     )
 
 
@@ -264,17 +319,18 @@ def _tool_versions(fmt: str) -> dict[str, str]:
     return FORMATS[fmt].tool_versions()
 
 
-def _reusable(old: Artifact | None, pm: PreparedModel, plan: ExportPlan, bundle: Path, versions: dict) -> bool:
+def _reusable(old: Artifact | None, ref: ModelRef, plan: ExportPlan, bundle: Path, versions: dict) -> bool:
+    """Whether `old` is up to date for this model (judged from its cheap ModelRef: no pass runs)."""
     if old is None or old.status != "ok" or old.file is None:
         return False
     path = bundle / old.file
     same = (
-        old.config_hash == pm.config_hash
-        and old.weights == pm.weights
-        and [p.name for p in old.passes] == [p.name for p in pm.passes]
+        old.config_hash == ref.config_hash
+        and old.weights == ref.weights
+        and [p.name for p in old.passes] == ref.pass_names
         and all(old.tool_versions.get(k) == v for k, v in versions.items())  # backends add their own keys
         and old.reference is not None
-        and old.reference.output_sha256 == pm.reference.output_sha256
+        and old.reference.output_sha256 == ref.reference(plan.seed).output_sha256
     )
     if not same or not path.exists():
         return False
@@ -314,7 +370,18 @@ def log_path(bundle: Path, name: str) -> Path:
     return bundle / "logs" / f"{_safe(name)}.log"
 
 
-def export_one(pm: PreparedModel, fmt: str, target: str, precision: str, plan: ExportPlan, bundle: Path, bundle_id: str) -> Artifact:
+def artifact_path(model: str, fmt: str, target: str, precision: str, extension: str) -> str:
+    """An artifact's path inside the bundle (a directory artifact ships zipped: '.mlpackage.zip')."""
+    return f"{_safe(model)}/{fmt}-{target}-{precision}{extension}"
+
+
+def build_artifact(pm: PreparedModel, fmt: str, target: str, precision: str, plan: ExportPlan, staging: Path,
+                   log: Path, bundle_id: str) -> tuple[Artifact, Path | None]:
+    """Convert and verify one artifact inside `staging` (nothing is written to the bundle here).
+
+    Returns the artifact (status, parity, coverage, sha256 and size of the staged file, its final
+    path in `file`) and the staged file, or None when it failed. `place` moves it into the bundle.
+    Its steps are timed into `step_seconds` (export/steps.py)."""
     art_id = f"{pm.name}.{fmt}.{target}.{precision}"
     versions = _tool_versions(fmt)
     art = Artifact(
@@ -324,76 +391,127 @@ def export_one(pm: PreparedModel, fmt: str, target: str, precision: str, plan: E
         tool_versions=versions, reference=pm.reference, params=pm.params, macs=pm.macs,
     )
     t0 = time.perf_counter()
+    staged: Path | None = None
+    with recording() as seconds:
+        try:
+            the_format = load_format(fmt)
+            staging.mkdir(parents=True, exist_ok=True)
+            metadata = {
+                "freenet.bundle_id": bundle_id,
+                "freenet.artifact_id": art_id,
+                "freenet.model": pm.name,
+                "freenet.config_hash": pm.config_hash,
+                "freenet.weights": pm.weights,
+                "freenet.target": target,
+                "freenet.precision": precision,
+                "freenet.passes": json.dumps([(p.name, p.rewrites) for p in pm.passes]),
+                "freenet.mean": json.dumps(pm.mean),
+                "freenet.std": json.dumps(pm.std),
+                "freenet.tool_versions": json.dumps(versions),
+            }
+            req = ExportRequest(
+                model=pm.graph, example_input=pm.example, out_path=staging / f"model{the_format.extension}", target=target,
+                precision=precision, metadata=metadata, calibration=pm.images, channels_last_io=plan.channels_last_io,
+            )
+            with capture_output(log), step("convert"):  # the converters' own chatter: the artifact's log
+                res: BackendResult = the_format.export(req)
+            art.inputs = [TensorSpec(**{**s.model_dump(), "mean": pm.mean, "std": pm.std}) for s in res.inputs]
+            art.outputs = res.outputs
+            art.tool_versions = {**versions, **res.tool_versions}
+            art.coverage = res.coverage
+            art.notes = list(res.notes)
+            art.min_deployment_target = res.min_deployment_target
+            with capture_output(log), step("parity"):
+                art.parity = _parity(the_format, res.path, pm, target, precision, plan.agreement_images)
+            with step("package"):
+                src = _zip_dir(res.path) if res.path.is_dir() else res.path
+                art.file = artifact_path(pm.name, fmt, target, precision, src.name[src.name.index("."):])
+                art.sha256 = sha256_file(src)
+                art.size_bytes = _size(src)
+            staged = src
+            if art.parity.passed is False:
+                art.error = art.parity.failure()
+                if art.parity.min_top1_agreement is not None and pm.weights.startswith("random"):
+                    art.error += " (random weights give near-tied logits: export a trained --checkpoint to judge int8)"
+            else:
+                art.status = "ok"
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                art.error = f"disk full while writing {staging}: free some space and re-run with --reuse"
+            else:
+                art.error = f"{type(e).__name__}: {e}"
+        except Exception as e:  # noqa: BLE001 - a converter's failure is recorded, never fatal to the run
+            msg = str(e).strip().splitlines()
+            art.error = f"{type(e).__name__}: " + (" ".join(msg[:3])[:500] if msg else "(no message)")
+    art.step_seconds = dict(seconds)
+    art.export_seconds = time.perf_counter() - t0
+    return art, staged
+
+
+def place(art: Artifact, staged: Path | None, bundle: Path) -> Artifact:
+    """Move a staged artifact into the bundle (atomic rename), after checking its sha256.
+
+    A failed artifact whose file exists (parity failed) is kept too, as before: its file is the
+    evidence. Without a staged file the artifact has no file."""
+    if staged is None:
+        art.file = art.sha256 = art.size_bytes = None
+        return art
+    t0 = time.perf_counter()
+    try:
+        got = sha256_file(staged)
+        if got != art.sha256:
+            art.status, art.error = "failed", f"sha256 mismatch after transfer: worker said {art.sha256}, received {got}"
+            art.file = art.sha256 = art.size_bytes = None
+            return art
+        final = bundle / art.file
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.is_dir():
+            shutil.rmtree(final)
+        os.replace(staged, final)  # atomic within one filesystem
+    except OSError as e:
+        art.status = "failed"
+        art.error = (f"disk full while writing {bundle}: free some space and re-run with --reuse" if e.errno == errno.ENOSPC
+                     else f"{type(e).__name__}: {e}")
+        art.file = art.sha256 = art.size_bytes = None
+    art.step_seconds = {**(art.step_seconds or {}), "write": round(time.perf_counter() - t0, 3)}
+    return art
+
+
+def export_one(pm: PreparedModel, fmt: str, target: str, precision: str, plan: ExportPlan, bundle: Path, bundle_id: str) -> Artifact:
+    """Convert, verify and move one artifact into the bundle (in this process)."""
+    art_id = f"{pm.name}.{fmt}.{target}.{precision}"
     staging = bundle / ".staging" / uuid.uuid4().hex
     log = log_path(bundle, art_id)
     log.unlink(missing_ok=True)
-    art.log_file = str(log.relative_to(bundle))
     try:
-        the_format = load_format(fmt)
-        staging.mkdir(parents=True)
-        metadata = {
-            "freenet.bundle_id": bundle_id,
-            "freenet.artifact_id": art_id,
-            "freenet.model": pm.name,
-            "freenet.config_hash": pm.config_hash,
-            "freenet.weights": pm.weights,
-            "freenet.target": target,
-            "freenet.precision": precision,
-            "freenet.passes": json.dumps([(p.name, p.rewrites) for p in pm.passes]),
-            "freenet.mean": json.dumps(pm.mean),
-            "freenet.std": json.dumps(pm.std),
-            "freenet.tool_versions": json.dumps(versions),
-        }
-        req = ExportRequest(
-            model=pm.graph, example_input=pm.example, out_path=staging / f"model{the_format.extension}", target=target,
-            precision=precision, metadata=metadata, calibration=pm.images, channels_last_io=plan.channels_last_io,
-        )
-        with capture_output(log):  # the converters' own chatter: the artifact's log, not the console
-            res: BackendResult = the_format.export(req)
-        art.inputs = [TensorSpec(**{**s.model_dump(), "mean": pm.mean, "std": pm.std}) for s in res.inputs]
-        art.outputs = res.outputs
-        art.tool_versions = {**versions, **res.tool_versions}
-        art.coverage = res.coverage
-        art.notes = list(res.notes)
-        art.min_deployment_target = res.min_deployment_target
-        with capture_output(log):
-            art.parity = _parity(the_format, res.path, pm, target, precision, plan.agreement_images)
-        final_dir = bundle / _safe(pm.name)
-        final_dir.mkdir(parents=True, exist_ok=True)
-        src = _zip_dir(res.path) if res.path.is_dir() else res.path
-        final = final_dir / f"{fmt}-{target}-{precision}{src.name[src.name.index('.'):]}"
-        if final.exists():
-            shutil.rmtree(final) if final.is_dir() else final.unlink()
-        os.replace(src, final)  # atomic within one filesystem
-        art.file = str(final.relative_to(bundle))
-        art.sha256 = sha256_file(final) if final.is_file() else _dir_sha256(final)
-        art.size_bytes = _size(final)
-        if art.parity.passed is False:
-            art.error = art.parity.failure()
-            if art.parity.min_top1_agreement is not None and pm.weights.startswith("random"):
-                art.error += " (random weights give near-tied logits: export a trained --checkpoint to judge int8)"
-        else:
-            art.status = "ok"
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            art.error = f"disk full while writing {bundle}: free some space and re-run with --reuse"
-        else:
-            art.error = f"{type(e).__name__}: {e}"
-    except Exception as e:  # noqa: BLE001 - a converter's failure is recorded, never fatal to the run
-        msg = str(e).strip().splitlines()
-        art.error = f"{type(e).__name__}: " + (" ".join(msg[:3])[:500] if msg else "(no message)")
+        art, staged = build_artifact(pm, fmt, target, precision, plan, staging, log, bundle_id)
+        art = place(art, staged, bundle)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    art.export_seconds = time.perf_counter() - t0
+    art.log_file = str(log.relative_to(bundle))
     return art
 
 
 ProgressFn = Callable[[str, int, int], None]
 
 
-def export_bundle(plan: ExportPlan, progress: ProgressFn | None = None) -> Manifest:
-    """Run the plan; returns the manifest (also written to OUT/manifest.json after every artifact)."""
+def prep_failed(m: str, fmt: str, target: str, precision: str, error: str, log_file: str | None) -> Artifact:
+    return Artifact(id=f"{m}.{fmt}.{target}.{precision}", model=m, model_family=model_info(m).family, config_hash="-",
+                    format=fmt, target=target, precision=precision, status="failed", error=error, log_file=log_file)
+
+
+def export_bundle(plan: ExportPlan, progress: ProgressFn | None = None, workers: int = 0, cluster: str | None = None) -> Manifest:
+    """Run the plan; returns the manifest (also written to OUT/manifest.json after every artifact).
+
+    workers=0 (the default): every artifact in this process, one after another. workers>=1: that
+    many worker processes (export/parallel.py); cluster=ADDRESS: the jobs run on a Dask cluster
+    (export/cluster.py). Either way this process alone writes the bundle: reference files, the
+    artifacts (moved in as they finish) and the manifest (atomically, after every artifact)."""
     jobs = plan.jobs()
+    if cluster:
+        from .cluster import check_engine
+
+        check_engine()  # before anything is written: the engine is an optional extra
     bundle = Path(plan.out_dir)
     existing = None
     if plan.on_existing == "reuse" and (bundle / "manifest.json").exists():
@@ -407,38 +525,83 @@ def export_bundle(plan: ExportPlan, progress: ProgressFn | None = None) -> Manif
     if existing:  # keep artifacts of models/formats this run does not touch
         keys = {(m, f, t, p) for m, f, t, p in jobs}
         manifest.artifacts = [a for a in existing.artifacts if (a.model, a.format, a.target, a.precision) not in keys]
-    prepared: dict[str, PreparedModel] = {}
+    done = 0
+
+    def finished(art: Artifact) -> None:
+        nonlocal done
+        manifest.artifacts.append(art)
+        manifest.dump(bundle / "manifest.json")
+        done += 1
+        if progress:
+            progress(f"{art.model} {art.format}/{art.target}/{art.precision}: {art.status}", done, len(jobs))
+
+    # 1. what is up to date, from each model's cheap identity; the reference files (this process only)
+    refs: dict[str, ModelRef | None] = {}
+    todo: list[tuple[str, str, str, str]] = []
     try:
-        for i, (m, fmt, target, precision) in enumerate(jobs):
-            if progress:
-                progress(f"{m} {fmt}/{target}/{precision}", i, len(jobs))
-            if m not in prepared:
+        for m, fmt, target, precision in jobs:
+            if m not in refs:
                 prep_log = log_path(bundle, f"{m}.prepare")
                 prep_log.unlink(missing_ok=True)
+                if progress:
+                    progress(f"{m}: reference", done, len(jobs))
                 try:
                     with capture_output(prep_log):
-                        prepared[m] = prepare_model(m, plan, bundle)
+                        refs[m] = model_ref(m, plan)
+                        write_reference(bundle, refs[m], plan.seed)
                 except Exception as e:  # noqa: BLE001
-                    manifest.artifacts.append(
-                        Artifact(id=f"{m}.{fmt}.{target}.{precision}", model=m, model_family=model_info(m).family, config_hash="-",
-                                 format=fmt, target=target, precision=precision, status="failed",
-                                 error=f"model preparation failed: {type(e).__name__}: {e}",
-                                 log_file=str(prep_log.relative_to(bundle)))
-                    )
-                    manifest.dump(bundle / "manifest.json")
-                    continue
-            pm = prepared[m]
+                    refs[m] = None
+                    refs[f"{m}!error"] = f"model preparation failed: {type(e).__name__}: {e}"  # type: ignore[assignment]
+            if refs[m] is None:
+                finished(prep_failed(m, fmt, target, precision, refs[f"{m}!error"],  # type: ignore[arg-type]
+                                     str(log_path(bundle, f"{m}.prepare").relative_to(bundle))))
+                continue
             old = existing.find(m, fmt, target, precision) if existing else None
-            if _reusable(old, pm, plan, bundle, _tool_versions(fmt)):
-                manifest.artifacts.append(old)
+            if _reusable(old, refs[m], plan, bundle, _tool_versions(fmt)):
+                finished(old)
             else:
-                manifest.artifacts.append(export_one(pm, fmt, target, precision, plan, bundle, manifest.bundle_id))
-            manifest.dump(bundle / "manifest.json")
+                todo.append((m, fmt, target, precision))
+        # 2. the conversions
+        if todo and cluster:
+            from .cluster import run_on_cluster
+
+            run_on_cluster(cluster, plan, todo, refs, bundle, manifest.bundle_id, finished, progress)
+        elif todo and workers >= 1:
+            from .parallel import run_pool
+
+            run_pool(workers, plan, todo, refs, bundle, manifest.bundle_id, finished, progress)
+        elif todo:
+            _run_here(plan, todo, refs, bundle, manifest.bundle_id, finished, progress, done)
     finally:
         shutil.rmtree(bundle / ".staging", ignore_errors=True)
+    order = {j: i for i, j in enumerate(jobs)}  # the manifest lists artifacts in plan order, however they finished
+    manifest.artifacts.sort(key=lambda a: order.get((a.model, a.format, a.target, a.precision), -1))
+    manifest.dump(bundle / "manifest.json")
     if progress:
         progress("done", len(jobs), len(jobs))
     return manifest
+
+
+def _run_here(plan: ExportPlan, todo, refs, bundle: Path, bundle_id: str, finished, progress, done: int) -> None:
+    prepared: dict[str, PreparedModel | str] = {}
+    for i, (m, fmt, target, precision) in enumerate(todo):
+        if progress:
+            progress(f"{m} {fmt}/{target}/{precision}", done + i, done + len(todo))
+        prep_seconds: dict[str, float] = {}
+        if m not in prepared:
+            prep_log = log_path(bundle, f"{m}.prepare")
+            try:
+                with capture_output(prep_log), recording() as prep_seconds:
+                    prepared[m] = prepare_model(m, plan, expect=refs[m])
+            except Exception as e:  # noqa: BLE001
+                prepared[m] = f"model preparation failed: {type(e).__name__}: {e}"
+        pm = prepared[m]
+        if isinstance(pm, str):
+            finished(prep_failed(m, fmt, target, precision, pm, str(log_path(bundle, f"{m}.prepare").relative_to(bundle))))
+            continue
+        art = export_one(pm, fmt, target, precision, plan, bundle, bundle_id)
+        art.step_seconds = {**prep_seconds, **(art.step_seconds or {})}  # preparation: on the first artifact of a model
+        finished(art)
 
 
 def summarize(artifacts: Iterable[Artifact]) -> list[dict]:

@@ -52,6 +52,27 @@ def status_table(rows: list[dict], title: str = "Export status") -> Table:
     return table
 
 
+def steps_table(artifacts, title: str = "Where the time went (seconds per step)") -> Table:
+    """One row per artifact: its total and each step (export.steps), sub-steps indented."""
+    names: list[str] = []
+    for a in artifacts:
+        for k in a.step_seconds or {}:
+            if k not in names:
+                names.append(k)
+    order = ["prepare.model", "prepare.passes", "prepare.profile", "convert", "parity", "package", "write"]
+    names.sort(key=lambda k: (order.index(k.split(".")[0] if k.startswith("convert.") else k)
+                              if (k.split(".")[0] if k.startswith("convert.") else k) in order else 99, k))
+    table = Table(title=title)
+    for col in ("artifact", "worker", "total", *names):
+        table.add_column(col, overflow="fold")
+    for a in artifacts:
+        s = a.step_seconds or {}
+        table.add_row(f"{a.format}/{a.target}/{a.precision}", a.worker or "local",
+                      "—" if a.export_seconds is None else f"{a.export_seconds:.1f}",
+                      *("" if k not in s else (f"{s[k]:.0f}" if k == "memo_hits" else f"{s[k]:.1f}") for k in names))
+    return table
+
+
 def export(
     models: Annotated[list[str], typer.Argument(help="Registered model names, or timm:<name>.")],
     formats: Annotated[str, typer.Option(help=f"Comma list of {','.join(FORMATS)}.")] = ",".join(FORMATS),
@@ -66,6 +87,9 @@ def export(
     input_size: Annotated[int | None, typer.Option(help="Square input size (default: the model's).")] = None,
     model_set: Annotated[list[str] | None, typer.Option("--set", help="Model constructor option KEY=VALUE (repeatable), e.g. --set equimo=true --set act=gelu_tanh.")] = None,
     nhwc: Annotated[bool, typer.Option("--nhwc/--nchw", help="TFLite input/output layout (NHWC removes the input TRANSPOSE).")] = True,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Worker processes (default: what cores and memory allow, ~3.7 GB each; 0: in this process).")] = None,
+    cluster: Annotated[str | None, typer.Option(help="Run the conversions on a Dask cluster, e.g. tcp://10.0.0.5:8786 (pip install 'freenet-deploy\\[cluster]').")] = None,
+    steps: Annotated[bool, typer.Option("--steps", help="Also print where each artifact's time went (prepare, convert, parity, ...).")] = False,
 ) -> None:
     """Export models to ONNX / Core ML / TFLite / ExecuTorch with rewrite passes, verify every artifact."""
     from .api import ExportError, ExportPlan, export_bundle, summarize
@@ -88,6 +112,9 @@ def export(
     except (ExportError, ValueError) as e:
         console.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from None
+    from .parallel import default_jobs
+
+    workers = default_jobs(total) if jobs is None else max(0, jobs)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("exporting", total=total)
@@ -96,11 +123,15 @@ def export(
             progress.update(task, completed=done, description=what)
 
         try:
-            manifest = export_bundle(plan, report)
+            manifest = export_bundle(plan, report, workers=workers, cluster=cluster)
         except ExportError as e:
-            console.print(f"[red]error:[/] {e}")
+            from rich.markup import escape
+
+            console.print(f"[red]error:[/] {escape(str(e))}")  # "freenet-deploy[cluster]" is not markup
             raise typer.Exit(2) from None
     console.print(status_table(summarize(manifest.artifacts)))
+    if steps:
+        console.print(steps_table(manifest.artifacts))
     failed = [a for a in manifest.artifacts if a.status != "ok"]
     console.print(f"bundle {out} ({manifest.bundle_id}): {len(manifest.artifacts) - len(failed)} ok, {len(failed)} failed"
                   + (f"; converter output of each artifact in {out / 'logs'}" if failed else ""))

@@ -125,6 +125,13 @@ class Artifact(_Model):
     parity: Parity | None = None
     coverage: list[Coverage] = Field(default_factory=list)
     export_seconds: float | None = None
+    step_seconds: dict[str, float] = Field(
+        default_factory=dict,
+        description="where export_seconds went: prepare.* (the model's build and rewrite passes, on the first artifact of "
+                    "a model in each process), convert (with the format's own convert.* sub-steps: trace, quantize, "
+                    "lower, coverage, gpu_check), parity, package, write; memo_hits counts conversions reused in-process",
+    )
+    worker: str | None = Field(None, description="where it was converted: 'local', 'pid:<n>' or a cluster worker's address")
     log_file: str | None = Field(None, description="path inside the bundle of the converters' own output for this artifact")
     params: int | None = None
     macs: int | None = None

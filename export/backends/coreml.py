@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..steps import step
 from ..manifest import Coverage, TensorSpec
 from .base import BackendResult, ExportRequest, Format, NotRunnableHere, Session, Target
 
@@ -60,21 +61,22 @@ def export(req: ExportRequest) -> BackendResult:
         model.eval()
     x = req.example_input
     try:
-        with torch.no_grad():
+        with torch.no_grad(), step("convert.trace"):
             # coremltools takes only ATen-dialect programs ("Provided Dialect: TRAINING" otherwise)
             program = torch.export.export(model, (x,)).run_decompositions({})
     except Exception as e:  # noqa: BLE001 - reported in the status table with torch's reason
         raise RuntimeError(f"torch.export failed before Core ML conversion: {type(e).__name__}: {e}") from e
     in_name = [s.arg.name for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
     try:
-        mlmodel = ct.convert(
-            program,
-            convert_to="mlprogram",
-            minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
-            compute_precision=ct.precision.FLOAT32 if req.precision == "fp32" else ct.precision.FLOAT16,
-            compute_units=getattr(ct.ComputeUnit, compute_units),
-            skip_model_load=True,
-        )
+        with step("convert.convert"):
+            mlmodel = ct.convert(
+                program,
+                convert_to="mlprogram",
+                minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
+                compute_precision=ct.precision.FLOAT32 if req.precision == "fp32" else ct.precision.FLOAT16,
+                compute_units=getattr(ct.ComputeUnit, compute_units),
+                skip_model_load=True,
+            )
     except Exception as e:  # noqa: BLE001
         raise RuntimeError(f"coremltools.convert failed: {type(e).__name__}: {e}") from e
 
@@ -120,7 +122,8 @@ def export(req: ExportRequest) -> BackendResult:
     mlmodel.save(str(out))
     notes.append("Metadata embedded in the package's user_defined_metadata (plus author and short description).")
 
-    coverage = verify_spec(out, DEPLOYMENT_TARGET, req.precision)
+    with step("convert.coverage"):
+        coverage = verify_spec(out, DEPLOYMENT_TARGET, req.precision)
     spec = mlmodel.get_spec()
     return BackendResult(
         path=out,

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..manifest import Coverage, TensorSpec
+from ..steps import step
 from .base import BackendResult, ExportRequest, Format, NotRunnableHere, Session, Target, package_version
 
 if TYPE_CHECKING:  # torch is imported where it is used, so the format registry stays light
@@ -253,10 +254,14 @@ def delegation_coverage(
     )
 
 
+_STEP = {"to_edge_transform_and_lower": "convert.lower", "to_executorch": "convert.to_executorch"}
+
+
 def _stage(name: str, fn):
-    """Run one step of the flow; re-raise with the step's name and the tool's own message."""
+    """Run one step of the flow (timed as a `convert.*` step); re-raise with the step's name and the tool's own message."""
     try:
-        return fn()
+        with step(_STEP.get(name, "convert.trace")):
+            return fn()
     except Exception as e:  # noqa: BLE001 - every converter error must reach the status table
         raise RuntimeError(f"ExecuTorch {name} failed: {type(e).__name__}: {e}") from e
 

@@ -12,6 +12,7 @@ written, which is not always the one asked for (TOOLCHAIN.md: asking 17 writes 1
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..manifest import Coverage, TensorSpec
+from ..steps import memo, step
 from .base import (
     BackendResult,
     ExportRequest,
@@ -209,11 +211,16 @@ def export(req: ExportRequest) -> BackendResult:
     # torch.export'ed GraphModule, which refuses train()/eval().
     model = req.model
     start = time.perf_counter()
-    with torch.no_grad():
-        proto = _export_fp32(model, req.example_input)
+    with torch.no_grad(), step("convert.trace"):
+        # fp32, fp16 and int8 all start from the same fp32 graph: traced once per model and process
+        proto = onnx.load_model_from_string(
+            memo(model, ("onnx-fp32", tuple(req.example_input.shape)),
+                 lambda: _export_fp32(model, req.example_input).SerializeToString()))
     notes.append(f"torch.onnx.export took {time.perf_counter() - start:.1f} s")
 
-    with tempfile.TemporaryDirectory(prefix="onnx-export-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="onnx-export-") as tmp, contextlib.ExitStack() as stack:
+        if req.precision != "fp32":
+            stack.enter_context(step("convert.quantize"))
         if req.precision == "fp16":
             proto = _to_fp16(proto)
         elif req.precision == "int8":
@@ -248,7 +255,8 @@ def export(req: ExportRequest) -> BackendResult:
         "onnx_ir_version": str(proto.ir_version),
     }
     start = time.perf_counter()
-    coverage = _coverage(out_path, req.target)
+    with step("convert.coverage"):
+        coverage = _coverage(out_path, req.target)
     notes.append(f"mobile usability check took {time.perf_counter() - start:.1f} s")
     return BackendResult(
         path=out_path,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..manifest import Coverage, TensorSpec
+from ..steps import memo, step
 from .base import (
     BackendResult,
     ExportRequest,
@@ -249,10 +250,14 @@ def export(req: ExportRequest) -> BackendResult:
     # torch.export'ed GraphModule, which refuses train()/eval().
     model = req.model
     start = time.perf_counter()
-    model_bytes = _convert(model, req.example_input, req.channels_last_io)
+    with step("convert.trace"):
+        # every precision quantizes the same float32 flatbuffer: converted once per model and process
+        model_bytes = memo(model, ("tflite-fp32", tuple(req.example_input.shape), req.channels_last_io),
+                           lambda: _convert(model, req.example_input, req.channels_last_io))
     notes.append(f"litert_torch.convert took {time.perf_counter() - start:.1f} s")
     if req.precision != "fp32":
-        model_bytes, quant_notes = _quantize(model_bytes, req)
+        with step("convert.quantize"):
+            model_bytes, quant_notes = _quantize(model_bytes, req)
         notes += quant_notes
 
     _, input_details, output_details = _signature(model_bytes)
@@ -264,10 +269,12 @@ def export(req: ExportRequest) -> BackendResult:
     model_bytes = embed_metadata(model_bytes, {METADATA_NAME: dict(req.metadata), IO_METADATA_NAME: io})
     out_path.write_bytes(model_bytes)
 
-    census_coverage, the_census = _census_coverage(out_path, quantized=req.precision == "int8")
+    with step("convert.coverage"):
+        census_coverage, the_census = _census_coverage(out_path, quantized=req.precision == "int8")
     coverage = [census_coverage]
     if req.target == "litert-gpu":
-        gpu_coverage, gpu_notes = _gpu_coverage(out_path, req.example_input.detach().cpu().numpy(), the_census)
+        with step("convert.gpu_check"):
+            gpu_coverage, gpu_notes = _gpu_coverage(out_path, req.example_input.detach().cpu().numpy(), the_census)
         coverage.insert(0, gpu_coverage)  # the real run is the evidence that matters; census explains it
         notes += gpu_notes
     return BackendResult(

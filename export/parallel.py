@@ -1,0 +1,313 @@
+"""`freenet export --jobs N`: every artifact converted in a worker process, merged by the parent.
+
+Design (docs/export-scaling.md):
+
+* N worker processes, started with the `spawn` context (no fork of a process that holds torch
+  threads), each a loop: receive a `Job`, run `run_job`, send back a `JobResult`. A worker keeps the
+  models it prepared (build + rewrite passes: the expensive tracing) and the conversions it can
+  share between precisions (export.steps.memo), so the parent gives an idle worker the next job
+  of the model and format it did last, and another model only when none is left.
+* Workers never write the bundle: they convert in BUNDLE/.staging/<uuid>/ and write only their
+  own log (BUNDLE/logs/<artifact>.log). The parent alone writes the reference files (before any
+  worker starts), moves each verified file into the bundle (atomic rename, sha256 checked) and
+  rewrites manifest.json atomically after every artifact, in the order they finish.
+* A worker that dies (a converter's segfault, the OOM killer, SIGKILL) fails only the artifact
+  it held ("worker process died ..."), a new worker takes its place, and the other artifacts go
+  on. Ctrl-C: the workers ignore SIGINT; the parent stops them, removes BUNDLE/.staging, and the
+  manifest holds exactly the artifacts that were moved in.
+* `run_job` is also the task the cluster backend (export/cluster.py) ships to Dask workers; there
+  the staged file comes back as bytes (`ship=True`) and the log as text.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+
+from .manifest import Artifact
+
+# one export peaks at ~3.7 GB resident (litert-torch and ExecuTorch lowering a 224 px model)
+PEAK_BYTES_PER_WORKER = 3.7e9
+
+# Test hook, documented in docs/export-scaling.md: FREENET_EXPORT_FAULT="<artifact id>[:once:<marker file>],..."
+# makes the worker that picks that artifact kill itself with SIGKILL (once: only while the marker file
+# does not exist, which it creates first), to prove a dead worker never loses an artifact.
+FAULT_ENV = "FREENET_EXPORT_FAULT"
+
+
+def default_jobs(n_jobs: int | None = None) -> int:
+    """What this machine allows: one worker per core, and no more than memory holds at the peak."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        avail = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemAvailable"))
+    except (OSError, StopIteration, ValueError):
+        avail = int(PEAK_BYTES_PER_WORKER * cores)
+    n = max(1, min(cores, int(avail // PEAK_BYTES_PER_WORKER)))
+    return min(n, n_jobs) if n_jobs else n
+
+
+@dataclass
+class Job:
+    model: str
+    fmt: str
+    target: str
+    precision: str
+    plan: object  # ExportPlan
+    bundle_id: str
+    ref: object  # ModelRef: the parent's reference pair and identity
+    staging: str | None  # a directory on the parent's filesystem, or None: a private temp dir, bytes shipped back
+    log: str | None  # the artifact's log file on the parent's filesystem, or None: text shipped back
+    threads: int = 1
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}.{self.fmt}.{self.target}.{self.precision}"
+
+
+@dataclass
+class JobResult:
+    artifact: str  # Artifact JSON
+    staged: str | None = None  # path of the staged file (same filesystem)
+    payload: bytes | None = None  # or its bytes (a remote worker)
+    name: str | None = None  # the staged file's name, with payload
+    log_text: str | None = None
+    worker: str = ""
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+_PREPARED: dict[tuple, object] = {}  # this process's prepared models (see the module docstring)
+
+
+def _fault(art_id: str) -> None:
+    for spec in os.environ.get(FAULT_ENV, "").split(","):
+        target, _, rest = spec.partition(":")
+        if target != art_id:
+            continue
+        if rest.startswith("once:"):
+            marker = Path(rest[len("once:"):])
+            if marker.exists():
+                continue
+            marker.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_job(job: Job) -> JobResult:
+    """Prepare the model (once per process) and build one artifact; the parent places it."""
+    import json
+
+    import torch
+
+    from . import api
+    from .console import capture_output
+    from .steps import recording
+
+    t0 = time.perf_counter()
+    if job.threads and torch.get_num_threads() != job.threads:
+        torch.set_num_threads(job.threads)
+    where = f"pid:{os.getpid()}" if job.staging else f"{socket.gethostname()}:{os.getpid()}"
+    private = None
+    if job.staging is None or job.log is None:
+        private = Path(tempfile.mkdtemp(prefix="freenet-job-"))
+    staging = Path(job.staging) if job.staging else private / "staging"
+    log = Path(job.log) if job.log else private / "artifact.log"
+    try:
+        _fault(job.id)
+        plan = job.plan
+        key = (job.model, json.dumps(job.ref.config_hash), job.ref.weights, tuple(plan.passes), plan.input_size)
+        prep_seconds: dict[str, float] = {}
+        pm = _PREPARED.get(key)
+        if pm is None:
+            try:
+                with capture_output(log), recording() as prep_seconds:
+                    pm = api.prepare_model(job.model, plan, expect=job.ref)
+            except Exception as e:  # noqa: BLE001
+                art = api.prep_failed(job.model, job.fmt, job.target, job.precision,
+                                      f"model preparation failed: {type(e).__name__}: {e}", None)
+                return JobResult(art.model_dump_json(), log_text=_read(log) if job.log is None else None, worker=where,
+                                 seconds=time.perf_counter() - t0)
+            _PREPARED.clear()  # one model at a time per worker: memory stays at one model's peak
+            _PREPARED[key] = pm
+        art, staged = api.build_artifact(pm, job.fmt, job.target, job.precision, plan, staging, log, job.bundle_id)
+        art.step_seconds = {**prep_seconds, **art.step_seconds}
+        art.worker = where
+        result = JobResult(art.model_dump_json(), worker=where)
+        if staged is not None:
+            if job.staging:
+                result.staged = str(staged)
+            else:
+                result.payload, result.name = staged.read_bytes(), staged.name
+        if job.log is None:
+            result.log_text = _read(log)
+        result.seconds = time.perf_counter() - t0
+        return result
+    finally:
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the local pool
+
+
+def _worker_main(conn) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        try:
+            result = run_job(job)
+        except BaseException as e:  # noqa: BLE001 - anything but a hard crash comes back as a failure
+            from .api import prep_failed
+
+            art = prep_failed(job.model, job.fmt, job.target, job.precision,
+                              f"worker error: {type(e).__name__}: {e}", None)
+            result = JobResult(art.model_dump_json(), worker=f"pid:{os.getpid()}",
+                               log_text=traceback.format_exc())
+        conn.send(result)
+
+
+class _Worker:
+    def __init__(self, ctx) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True, name="freenet-export-worker")
+        self.proc.start()
+        child.close()
+        self.job: Job | None = None
+        self.last: tuple[str, str] | None = None  # (model, format) of its last job: what it has cached
+        self.started: float = 0.0
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.proc.is_alive():
+            try:
+                self.conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+            self.proc.join(timeout)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout)
+        self.conn.close()
+
+
+def _next_job(pending: list[Job], last: tuple[str, str] | None, busy: set[tuple[str, str]] = frozenset()) -> Job:
+    """The job an idle worker takes: the same model and format as its last job (its traced graph
+    is memoised, export.steps.memo), else a model x format no other worker is on (so two workers
+    do not trace the same graph side by side), else the same model, else the first."""
+    prefs = []
+    if last:
+        prefs.append(lambda j: (j.model, j.fmt) == last)
+    prefs.append(lambda j: (j.model, j.fmt) not in busy)
+    if last:
+        prefs.append(lambda j: j.model == last[0])
+    for want in prefs:
+        for j in pending:
+            if want(j):
+                pending.remove(j)
+                return j
+    return pending.pop(0)
+
+
+def _died(job: Job, proc) -> Artifact:
+    from .api import prep_failed
+
+    code = proc.exitcode
+    how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+    return prep_failed(job.model, job.fmt, job.target, job.precision,
+                       f"worker process died ({how}) while exporting this artifact; the others were kept "
+                       "(out of memory? see the log)", None)
+
+
+def run_pool(n: int, plan, todo, refs, bundle: Path, bundle_id: str, finished, progress=None) -> None:
+    """Run the jobs on `n` worker processes; `finished(artifact)` as each is placed in the bundle."""
+    from .api import log_path, place
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // n)
+    pending = []
+    for m, fmt, target, precision in todo:
+        art_id = f"{m}.{fmt}.{target}.{precision}"
+        log = log_path(bundle, art_id)
+        log.unlink(missing_ok=True)
+        pending.append(Job(m, fmt, target, precision, plan, bundle_id, refs[m],
+                           str(bundle / ".staging" / uuid.uuid4().hex), str(log), threads))
+    total = len(pending)
+    ctx = mp.get_context("spawn")
+    workers = [_Worker(ctx) for _ in range(min(n, total))]
+    saved_term = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a CI timeout, `kill`): unwind like Ctrl-C, so the workers stop and staging goes
+        def _term(signum, frame):
+            raise SystemExit(128 + signum)
+
+        saved_term = signal.signal(signal.SIGTERM, _term)
+    try:
+        while pending or any(w.job for w in workers):
+            for w in workers:
+                if w.job is None and pending:
+                    w.job = _next_job(pending, w.last, {(x.job.model, x.job.fmt) for x in workers if x.job})
+                    w.last = (w.job.model, w.job.fmt)
+                    w.started = time.perf_counter()
+                    w.conn.send(w.job)
+                    if progress:
+                        busy = ", ".join(f"{x.job.id}" for x in workers if x.job)
+                        progress(f"converting {busy}", total - len(pending) - sum(1 for x in workers if x.job), total)
+            busy = [w for w in workers if w.job]
+            ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy])
+            for w in list(busy):
+                job = w.job
+                result = None
+                if w.conn in ready:
+                    try:
+                        result = w.conn.recv()
+                    except (EOFError, OSError):
+                        result = None
+                if result is not None:
+                    art = Artifact.model_validate_json(result.artifact)
+                    staged = Path(result.staged) if result.staged else None
+                    art = place(art, staged, bundle)
+                    shutil.rmtree(Path(job.staging), ignore_errors=True)
+                    if result.log_text:
+                        with open(job.log, "a") as f:
+                            f.write(result.log_text)
+                    art.log_file = str(Path(job.log).relative_to(bundle))
+                    w.job = None
+                    finished(art)
+                elif w.proc.sentinel in ready or not w.proc.is_alive():
+                    w.proc.join(1)
+                    art = _died(job, w.proc)
+                    art.log_file = str(Path(job.log).relative_to(bundle))
+                    art.export_seconds = time.perf_counter() - w.started
+                    shutil.rmtree(Path(job.staging), ignore_errors=True)
+                    w.conn.close()
+                    workers.remove(w)
+                    if pending:
+                        workers.append(_Worker(ctx))
+                    finished(art)
+    finally:
+        for w in workers:
+            w.stop(timeout=0.5 if any(x.job for x in workers) else 5.0)
+        if saved_term is not None:
+            signal.signal(signal.SIGTERM, saved_term)
