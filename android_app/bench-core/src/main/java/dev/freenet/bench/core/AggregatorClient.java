@@ -209,19 +209,8 @@ public final class AggregatorClient {
     if (token == null || token.isEmpty()) {
       throw new IOException("no device token configured: create one with `freenet token create`");
     }
-    HttpURLConnection c = open("/api/v1/reports", "POST");
+    HttpURLConnection c = postJson("/api/v1/reports", reportJson.getBytes(UTF8));
     try {
-      byte[] body = reportJson.getBytes(UTF8);
-      c.setDoOutput(true);
-      c.setRequestProperty("Content-Type", "application/json");
-      c.setRequestProperty("Authorization", "Bearer " + token);
-      c.setFixedLengthStreamingMode(body.length);
-      OutputStream out = c.getOutputStream();
-      try {
-        out.write(body);
-      } finally {
-        out.close();
-      }
       int code = c.getResponseCode();
       String answer = readBody(c, code, 1 << 16);
       if (code == 200 || code == 201) {
@@ -259,18 +248,8 @@ public final class AggregatorClient {
       sb.append(i == 0 ? "" : ",").append(reportJsons.get(i)); // each is one JSON object
     }
     byte[] body = sb.append("]}").toString().getBytes(UTF8);
-    HttpURLConnection c = open("/api/v1/reports/batch", "POST");
+    HttpURLConnection c = postJson("/api/v1/reports/batch", body);
     try {
-      c.setDoOutput(true);
-      c.setRequestProperty("Content-Type", "application/json");
-      c.setRequestProperty("Authorization", "Bearer " + token);
-      c.setFixedLengthStreamingMode(body.length);
-      OutputStream out = c.getOutputStream();
-      try {
-        out.write(body);
-      } finally {
-        out.close();
-      }
       int code = c.getResponseCode();
       String answer = readBody(c, code, 16 << 20);
       if (code != 200) {
@@ -361,5 +340,26 @@ public final class AggregatorClient {
       sb.append(segment(part));
     }
     return sb.toString();
+  }
+
+  /** Opens an authenticated JSON POST and sends the body; the caller reads the answer and disconnects. */
+  private HttpURLConnection postJson(String path, byte[] body) throws IOException {
+    HttpURLConnection c = open(path, "POST");
+    c.setDoOutput(true);
+    c.setRequestProperty("Content-Type", "application/json");
+    c.setRequestProperty("Authorization", "Bearer " + token);
+    c.setFixedLengthStreamingMode(body.length);
+    try {
+      OutputStream out = c.getOutputStream();
+      try {
+        out.write(body);
+      } finally {
+        out.close();
+      }
+    } catch (IOException e) {
+      c.disconnect();
+      throw e;
+    }
+    return c;
   }
 }
