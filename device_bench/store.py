@@ -153,6 +153,17 @@ pairing_codes = Table(
     Column("token_id", String(16), ForeignKey("tokens.id"), nullable=True),  # the token it became
 )
 
+# Exact summary statistics across restarts (migration 0005): key = sha256 of the statistics
+# version and the ordered run ids a result was computed from (device_bench.summary.persist_key),
+# value = the Summary/Comparison as JSON. Content-addressed, so never stale (see StatsMemo).
+summary_cache = Table(
+    "summary_cache",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 FAMILIES = (("freenet_", "FreeNet"), ("starnet_", "StarNet"), ("mobilenet", "MobileNet"))
 _FAMILY_LABELS = {"freenet": "FreeNet", "starnet": "StarNet", "mobilenet": "MobileNet"}  # the manifest's family ids
 
@@ -356,6 +367,28 @@ class _WindowCache:
             self._data.clear()
 
 
+class _SummaryCache:
+    """StatsMemo's backend: the summary_cache table (a MemoBackend)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def load(self, keys: list[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        with self.store.engine.connect() as conn:
+            for i in range(0, len(keys), 500):
+                stmt = select(summary_cache.c.key, summary_cache.c.value).where(summary_cache.c.key.in_(keys[i:i + 500]))
+                out.update(conn.execute(stmt).all())
+        return out
+
+    def save(self, items: dict[str, str]) -> None:
+        now = datetime.now(timezone.utc)
+        insert = (sqlite.insert if self.store.dialect == "sqlite" else postgresql.insert)(summary_cache)
+        with self.store._write() as conn:  # a key's value is fixed: a concurrent writer wrote the same
+            conn.execute(insert.on_conflict_do_nothing(index_elements=["key"]),
+                         [{"key": k, "value": v, "created_at": now} for k, v in sorted(items.items())])
+
+
 def _row(r: Any) -> ReportRow:
     d = dict(r._mapping)
     d.pop("id", None)
@@ -385,7 +418,7 @@ class Store:
         self._group_ids: dict[str, int] = {}
         from device_bench.summary import StatsMemo
 
-        self.memo = StatsMemo()
+        self.memo = StatsMemo(backend=_SummaryCache(self))
         self._window_cache = _WindowCache()
         self._writer: _GroupCommit | None = None
         self._token_cache: dict[str, tuple[float, TokenInfo]] = {}  # token hash -> (read at, record)

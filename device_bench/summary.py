@@ -11,14 +11,20 @@ read back from the store) all render these objects: there is no second table bui
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from device_bench import stats
 from device_bench.stats import Comparison, Summary, compare, summarize
 
 if TYPE_CHECKING:
@@ -91,20 +97,97 @@ class Group:
         }
 
 
+log = logging.getLogger(__name__)
+
+
+class MemoBackend(Protocol):
+    """Where a StatsMemo keeps its entries across restarts (the store's summary_cache table):
+    `persist_key` hashes -> JSON text."""
+
+    def load(self, keys: list[str]) -> dict[str, str]: ...
+
+    def save(self, items: dict[str, str]) -> None: ...
+
+
+@cache
+def stats_version() -> str:
+    """What a persisted result depends on besides its samples: the statistics code (stats.py,
+    byte for byte: resample counts, seeds, methods) and the numpy/scipy that ran it. Any change
+    gives every key a new hash, so results computed by other code are never read back."""
+    import scipy
+
+    text = Path(stats.__file__).read_bytes() + f"|numpy {np.__version__}|scipy {scipy.__version__}".encode()
+    return hashlib.sha256(text).hexdigest()
+
+
+def persist_key(key: tuple) -> str:
+    """The fingerprint a memo entry is persisted under: sha256 of the statistics version and the
+    key, i.e. of the ordered run ids whose pooled samples the result was computed from."""
+    return hashlib.sha256(json.dumps([stats_version(), *key]).encode()).hexdigest()
+
+
+def _encode(value: Summary | Comparison) -> str:
+    # JSON writes floats with repr(): they read back bit for bit.
+    return json.dumps([type(value).__name__, value.as_dict()])
+
+
+def _decode(text: str) -> Summary | Comparison:
+    kind, d = json.loads(text)
+    return {"Summary": Summary, "Comparison": Comparison}[kind](**d)
+
+
 class StatsMemo:
     """Results of `summarize` and `compare` keyed by the ordered run ids they were computed from.
 
     Exact, not approximate: a stored report never changes (ingest is insert-or-ignore on run_id;
     nothing updates or deletes a report), so the pooled samples of a given ordered run-id tuple,
     and every number computed from them, are the same forever. A window that gains a run has a
-    new key and is computed afresh; nothing has to be invalidated, and a crash loses only the
-    memo. Bounded (least recently used entries are dropped); thread-safe."""
+    new key and is computed afresh; nothing has to be invalidated. Bounded (least recently used
+    entries are dropped); thread-safe.
 
-    def __init__(self, max_entries: int = 20_000):
+    With a `backend` (the store's summary_cache table) entries also survive a restart: `prefetch`
+    reads the missing ones of a summary in one query, `flush` writes the new ones. The persisted
+    key is the same fingerprint (`persist_key`), so the argument above holds for it too: a crash
+    between ingest and `flush` leaves the new window without an entry (recomputed), never with a
+    wrong one."""
+
+    def __init__(self, max_entries: int = 20_000, backend: MemoBackend | None = None):
         self.max_entries = max_entries
+        self.backend = backend
         self._data: OrderedDict[tuple, Any] = OrderedDict()
+        self._unsaved: dict[tuple, Any] = {}
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+        self.loaded = 0  # entries read back from the backend
+
+    def prefetch(self, keys: Iterable[tuple]) -> None:
+        """Read the entries of `keys` that are not in memory from the backend (one query)."""
+        if self.backend is None:
+            return
+        with self._lock:
+            missing = {persist_key(k): k for k in keys if k not in self._data}
+        if not missing:
+            return
+        found = self.backend.load(list(missing))
+        with self._lock:
+            for h, text in found.items():
+                self._data[missing[h]] = _decode(text)
+                self._data.move_to_end(missing[h])
+            self.loaded += len(found)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+
+    def flush(self) -> None:
+        """Persist the entries computed since the last flush. A failure (say, a locked database)
+        is logged, not raised: the entries are recomputed next time."""
+        with self._lock:
+            items, self._unsaved = self._unsaved, {}
+        if self.backend is None or not items:
+            return
+        try:
+            self.backend.save({persist_key(k): _encode(v) for k, v in items.items()})
+        except Exception as exc:  # noqa: BLE001 - a cache write never fails a summary
+            log.warning("could not persist %d summary results: %s", len(items), exc)
 
     def get(self, key: tuple) -> Any | None:
         with self._lock:
@@ -119,11 +202,14 @@ class StatsMemo:
     def put(self, key: tuple, value: Any) -> None:
         with self._lock:
             self._data[key] = value
+            if self.backend is not None:
+                self._unsaved[key] = value
             self._data.move_to_end(key)
             while len(self._data) > self.max_entries:
                 self._data.popitem(last=False)
 
     def clear(self) -> None:
+        """Forget the in-memory entries (as a restart does); persisted ones stay."""
         with self._lock:
             self._data.clear()
 
@@ -180,6 +266,16 @@ def summarize_groups(
             r.samples = np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]) if parts else np.empty(0)
 
     all_rows = [r for rows in tables.values() for r in rows]
+    plans = []
+    for (dev, rt, acc), rows in sorted(tables.items()):
+        rows.sort(key=lambda r: (FAMILY_ORDER.get(r.family, 9), r.model, r.precision, r.emulated))
+        real = {(r.model, r.precision): r for r in rows if not r.emulated}
+        refs = {"freenet_s2": PAIR[0], "starnet_s4": PAIR[1]}
+        if baseline:
+            refs["baseline"] = baseline
+        plans.append(((dev, rt, acc), rows, real, refs))
+    if memo is not None:  # a persisted memo: read back the statistics of every row in one query
+        memo.prefetch([("summary", r.window) for r in all_rows])
     for r in all_rows:
         r.stats = memo.get(("summary", r.window)) if memo is not None else None
     fill_samples([r for r in all_rows if r.stats is None or memo is None])
@@ -189,13 +285,11 @@ def summarize_groups(
             if memo is not None:
                 memo.put(("summary", r.window), r.stats)
 
+    if memo is not None and with_ratios:  # and every ratio (which rows may enter one needs their stats)
+        memo.prefetch([("compare", row.window, ref.window)
+                       for _, rows, real, refs in plans for row, _, ref in _pairs(rows, real, refs) if ref is not None])
     groups = []
-    for (dev, rt, acc), rows in sorted(tables.items()):
-        rows.sort(key=lambda r: (FAMILY_ORDER.get(r.family, 9), r.model, r.precision, r.emulated))
-        real = {(r.model, r.precision): r for r in rows if not r.emulated}
-        refs = {"freenet_s2": PAIR[0], "starnet_s4": PAIR[1]}
-        if baseline:
-            refs["baseline"] = baseline
+    for (dev, rt, acc), rows, real, refs in plans:
         if with_ratios:
             _ratios(rows, real, refs, memo, fill_samples)
         pair = None
@@ -207,7 +301,19 @@ def summarize_groups(
         groups.append(Group(dev, rt, acc, rows, pair))
     # Rows served from the memo still carry their samples when the caller handed them in.
     fill_samples([r for r in all_rows if all("samples" in run for run in raw_of[id(r)])])
+    if memo is not None:
+        memo.flush()
     return groups
+
+
+def _pairs(rows: list[ModelRow], real: dict[tuple, ModelRow],
+           refs: dict[str, str]) -> Iterator[tuple[ModelRow, str, ModelRow | None]]:
+    """(row, ratio name, reference row) of every ratio cell of one table; the reference is None
+    where the cell stays empty (no reference measured, or a side that may not enter a ratio)."""
+    for row in rows:
+        for k, name in refs.items():
+            ref = real.get((name, row.precision))
+            yield row, k, ref if ref is not None and row.comparable and ref.comparable else None
 
 
 def _ratios(rows: list[ModelRow], real: dict[tuple, ModelRow], refs: dict[str, str],
@@ -217,15 +323,14 @@ def _ratios(rows: list[ModelRow], real: dict[tuple, ModelRow], refs: dict[str, s
     todo: list[tuple[ModelRow, str, ModelRow]] = []
     for row in rows:
         row.ratios = {}
-        for k, name in refs.items():
-            ref = real.get((name, row.precision))
-            if ref is None or not (row.comparable and ref.comparable):
-                row.ratios[k] = None
-                continue
-            hit = memo.get(("compare", row.window, ref.window)) if memo is not None else None
-            row.ratios[k] = hit
-            if hit is None:
-                todo.append((row, k, ref))
+    for row, k, ref in _pairs(rows, real, refs):
+        if ref is None:
+            row.ratios[k] = None
+            continue
+        hit = memo.get(("compare", row.window, ref.window)) if memo is not None else None
+        row.ratios[k] = hit
+        if hit is None:
+            todo.append((row, k, ref))
     fill_samples([r for row, _, ref in todo for r in (row, ref)])
     for row, k, ref in todo:
         row.ratios[k] = compare(row.samples, ref.samples)

@@ -99,7 +99,7 @@ def test_head_is_the_newest_revision():
 
     script = ScriptDirectory.from_config(migrations.alembic_config())
     assert script.get_current_head() == migrations.HEAD
-    assert [s.revision for s in script.walk_revisions()][::-1] == ["0001", "0002", "0003", "0004"]
+    assert [s.revision for s in script.walk_revisions()][::-1] == ["0001", "0002", "0003", "0004", "0005"]
 
 
 def test_first_revision_filled_then_upgraded_keeps_every_report(db_url, make_report):
@@ -158,7 +158,7 @@ def test_postgresql_behind_is_refused_by_serve_and_store(fresh_pg, make_report):
     engine = make_engine(fresh_pg)
     migrations.upgrade(engine, "0002")
     engine.dispose()
-    with pytest.raises(migrations.SchemaOutOfDate, match="0002.*0004.*freenet db upgrade"):
+    with pytest.raises(migrations.SchemaOutOfDate, match="0002.*0005.*freenet db upgrade"):
         Store(fresh_pg)
     from device_bench.cli import serve
 
