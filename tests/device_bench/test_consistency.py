@@ -206,3 +206,66 @@ def test_compare_endpoint_follows_ingest(tmp_path, make_report):
     store.add_report(make_report(2, samples=[9.0, 9.0, 9.0]))
     assert median() == 9.0
     store.close()
+
+
+def test_persisted_statistics_survive_a_restart_and_follow_ingest(db_url, make_report, monkeypatch):
+    """summary_cache (migration 0005): after a restart the summary is read back, not recomputed,
+    and equals the recomputation from raw samples; after ingest, duplicate ingest, or ingest that
+    committed but never reached the cache (a crash between the two), the new windows are
+    recomputed and the old entries are not served for them."""
+    from device_bench import summary as summary_mod
+
+    models = ("freenet_s2", "starnet_s4", "mobilenetv2_100")
+    rng = np.random.default_rng(3)
+
+    def docs(start: int, n: int) -> list[dict]:
+        return [make_report(i, model=models[i % 3], runtime={"accelerator": ("cpu", "xnnpack")[i % 2]},
+                            samples=np.round(rng.lognormal(1 + (i % 3) * 0.1, 0.1, 250 + i % 7), 3).tolist(),
+                            created_at=f"2026-11-25T11:{i // 60:02d}:{i % 60:02d}Z")
+                for i in range(start, start + n)]
+
+    def summary(store: Store) -> list[dict]:
+        return [g.as_dict() for g in store.summary(baseline="mobilenetv2_100", with_samples=False)]
+
+    with Store(db_url) as s:
+        s.add_reports(docs(0, 12))
+        first = summary(s)
+    with Store(db_url) as s:  # a restart: nothing in memory
+        with monkeypatch.context() as m:  # served from the table: the statistics are not run at all
+            m.setattr(summary_mod, "summarize", lambda *a: pytest.fail("summarize recomputed after a restart"))
+            m.setattr(summary_mod, "compare", lambda *a, **k: pytest.fail("compare recomputed after a restart"))
+            assert summary(s) == first
+        assert s.memo.loaded > 0
+        # The persisted numbers are the ones a recomputation from raw samples gives, bit for bit
+        # (the bootstrap's seed is fixed: the same samples always give the same interval).
+        assert first == _fresh(s, 50, "mobilenetv2_100")
+        assert s.add_reports(docs(0, 12)) == 0  # duplicate ingest: same windows, same entries
+        assert summary(s) == first
+        # Ingest that commits but whose summary is never computed: the process "dies" before the
+        # cache update (closing here is what a SIGKILL leaves: committed reports, no entries).
+        assert s.add_reports(docs(12, 4)) == 4
+    with Store(db_url) as s:
+        got = summary(s)
+        assert got == _fresh(s, 50, "mobilenetv2_100")
+        assert got != first  # the new reports did change the numbers (the check is not vacuous)
+        # Ingest and a summary whose cache write fails: the summary is still right, and so is
+        # the next one after a restart.
+        s.add_reports(docs(16, 3))
+        with monkeypatch.context() as m:
+            m.setattr(s.memo.backend, "save", lambda items: (_ for _ in ()).throw(RuntimeError("disk full")))
+            assert summary(s) == _fresh(s, 50, "mobilenetv2_100")
+    with Store(db_url) as s:
+        assert summary(s) == _fresh(s, 50, "mobilenetv2_100")
+        with s.engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM summary_cache")).scalar_one() > 0
+
+
+def test_persist_key_is_the_ordered_window_and_the_statistics_version(monkeypatch):
+    from device_bench import summary as summary_mod
+
+    k = summary_mod.persist_key(("compare", ("a", "b"), ("c",)))
+    assert k != summary_mod.persist_key(("compare", ("b", "a"), ("c",)))  # order is part of the pooled samples
+    assert k != summary_mod.persist_key(("compare", ("a", "b", "x"), ("c",)))
+    assert k != summary_mod.persist_key(("summary", ("a", "b")))
+    monkeypatch.setattr(summary_mod, "stats_version", lambda: "other statistics code")
+    assert k != summary_mod.persist_key(("compare", ("a", "b"), ("c",)))
