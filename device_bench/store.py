@@ -424,6 +424,8 @@ class Store:
         self._token_cache: dict[str, tuple[float, TokenInfo]] = {}  # token hash -> (read at, record)
         self._sqlite_sql: str | None = None
         self._sqlite_procs: list[tuple[str, Any]] = []
+        self._pg_sql: str | None = None
+        self._pg_procs: list[tuple[str, Any]] = []
         self._writer_lock = threading.Lock()
 
     def close(self) -> None:
@@ -511,7 +513,7 @@ class Store:
         if self.dialect == "sqlite":
             inserted = self._sqlite_insert(conn, rows)
         else:
-            inserted = conn.execute(self._insert().returning(reports.c.run_id, reports.c.group_id), rows).all()
+            inserted = self._pg_insert(conn, rows)
         counts = Counter(g for _, g in inserted)
         if counts:
             # Sorted: concurrent PostgreSQL transactions lock group rows in one order (no deadlock).
@@ -550,6 +552,28 @@ class Store:
             conn.exec_driver_sql(self._sqlite_sql,
                                  [tuple(r[c] if p is None else p(r[c]) for c, p in procs) for r in new])
         return [(r["run_id"], r["group_id"]) for r in new]
+
+    def _pg_insert(self, conn: Connection, rows: list[dict[str, Any]]) -> list[tuple[str, int]]:
+        """INSERT ... ON CONFLICT (run_id) DO NOTHING RETURNING run_id, group_id of every row, as
+        one prepared statement that psycopg pipelines (executemany with returning=True), in the
+        caller's transaction. SQLAlchemy's multi-row VALUES text differs with every batch size,
+        so psycopg re-parsed a 2,400-placeholder query per call: that was most of the CPU."""
+        cols = [c for c in reports.columns if c.name != "id"]
+        if self._pg_sql is None:
+            self._pg_procs = [(c.name, c.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)) for c in cols]
+            self._pg_sql = (f"INSERT INTO reports ({', '.join(c.name for c in cols)}) "
+                            f"VALUES ({', '.join(['%s'] * len(cols))}) "
+                            "ON CONFLICT (run_id) DO NOTHING RETURNING run_id, group_id")
+        procs = self._pg_procs
+        cur = conn.connection.driver_connection.cursor()
+        cur.executemany(self._pg_sql, [tuple(r[c] if p is None else p(r[c]) for c, p in procs) for r in rows],
+                        returning=True)
+        out = []
+        while True:
+            out.extend(cur.fetchall())
+            if not cur.nextset():
+                break
+        return out
 
     def _insert(self):
         insert = (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(reports)
@@ -689,13 +713,26 @@ class Store:
         else:
             # SQLite has no LATERAL: one indexed range read per group, all in the connection's one
             # read transaction (a WAL snapshot), so the counts read above match these windows.
-            stmt = select(*cols).where(reports.c.group_id == bindparam("gid")).order_by(*newest).limit(max_runs)
+            # Plain DB-API rows: SQLAlchemy's per-row processing (its regex DATETIME parser above
+            # all) was most of a cold summary once the statistics came from summary_cache.
+            names = [c.name for c in cols]
+            sql = (f"SELECT {', '.join(names)} FROM reports WHERE group_id = ? "
+                   f"ORDER BY created_at DESC, id DESC LIMIT {int(max_runs)}")
+            at = names.index("created_at")
             for x in stale:
                 key = dict(zip(GROUP_KEYS, x[2:]))
-                read.append((x.id, x.n_reports, [{**key, **r._mapping} for r in conn.execute(stmt, {"gid": x.id})]))
+                rs = []
+                for r in conn.exec_driver_sql(sql, (x.id,)):
+                    d = dict(zip(names, r))
+                    # SQLite holds UTC as "YYYY-MM-DD HH:MM:SS.ffffff" text (SQLAlchemy's format)
+                    d["created_at"] = datetime.fromisoformat(r[at]).replace(tzinfo=timezone.utc)
+                    d.update(key)
+                    rs.append(d)
+                read.append((x.id, x.n_reports, rs))
         for gid, n, rs in read:
             for r in rs:
-                r["created_at"] = _utc(r["created_at"])
+                if self.dialect != "sqlite":
+                    r["created_at"] = _utc(r["created_at"])
                 if "samples" in r:
                     r["samples"] = np.frombuffer(r["samples"], dtype=SAMPLES_DTYPE)
             if cache is not None:
@@ -861,7 +898,7 @@ def samples_blob(samples: Any) -> bytes:
 
 def _values(report: Report, token_id: str | None) -> dict[str, Any]:
     """The row of one report: indexed columns, raw samples and the whole report JSON."""
-    samples = report.timing.samples_ms
+    samples = np.asarray(report.timing.samples_ms, dtype=SAMPLES_DTYPE)  # once: statistics and blob
     n, median, mean = center(samples)
     agg = report.timing.aggregate
     return {
@@ -889,7 +926,7 @@ def _values(report: Report, token_id: str | None) -> dict[str, Any]:
         "token_id": token_id,
         # The report without timing.samples_ms: those are the samples column (half the bytes).
         "report_json": report.model_dump_json(exclude={"timing": {"samples_ms"}}),
-        "samples": samples_blob(samples),
+        "samples": samples.tobytes(),  # = samples_blob(report.timing.samples_ms)
     }
 
 

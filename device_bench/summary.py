@@ -264,6 +264,8 @@ def summarize_groups(
             parts = [run["samples"] if "samples" in run else loaded[run["id"]] for run in raw_of[id(r)]]
             # One float64 array (the store hands each run's samples as an array): no per-float Python.
             r.samples = np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]) if parts else np.empty(0)
+            # Read-only: stats.compare may then keep its sorted copy for the row's other ratios.
+            r.samples.flags.writeable = False
 
     all_rows = [r for rows in tables.values() for r in rows]
     plans = []
