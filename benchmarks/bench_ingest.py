@@ -7,8 +7,9 @@ FREENET_TEST_PG_URL), with reports of 300 raw samples each:
   * HTTP ingest: `POST /api/v1/reports` and `POST /api/v1/reports/batch` (100 per request) to a
     real `freenet serve` from 8 client processes;
   * the curve at each --sizes (the database filled in bulk with `Store.add_batch`, never through
-    HTTP): the full dashboard summary (`Store.summary()`, bootstrap included) cold (empty memo and
-    window cache, as after a restart), warm (nothing changed since the last one) and after one new
+    HTTP): the full dashboard summary (`Store.summary()`, bootstrap included) with nothing cached
+    (empty summary_cache, as on the first start after upgrading to 0005), cold (empty memo and
+    window cache, as after a restart: statistics come from summary_cache), warm (nothing changed since the last one) and after one new
     report in each of 8 groups; one group's summary; the dashboard's first page, its compare JSON
     and a report listing through HTTP; `count()`. Latencies are medians of --repeats runs.
 Usage: nice python benchmarks/bench_ingest.py [--sizes 10000,100000,1000000] [--only sqlite|postgresql]
@@ -41,6 +42,7 @@ from device_bench.schema import Report  # noqa: E402
 from device_bench.stats import fmt  # noqa: E402
 from device_bench.store import Store, _values, group_key_hash  # noqa: E402
 from device_bench.store import reports as reports_table  # noqa: E402
+from device_bench.store import summary_cache  # noqa: E402
 
 DEVICES = [("Google", "Pixel 8", "Tensor G3"), ("Samsung", "SM-S921B", "Exynos 2400"),
            ("Apple", "iPhone15,2", "A16 Bionic"), ("AMD", "EPYC 7B13", "x86_64")]
@@ -190,29 +192,32 @@ class Server:
         self.proc.wait(timeout=60)
 
 
-def _client(args) -> list[int]:
+def _client(args) -> tuple[list[int], float]:
     base, token, path, bodies = args
     bad = []
+    c0 = time.process_time()
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}",
                                               "Content-Type": "application/json"}, timeout=120) as c:
         for body in bodies:
             r = c.post(path, content=body)
             if r.status_code not in (200, 201) or (path.endswith("batch") and '"status":422' in r.text):
                 bad.append(r.status_code)
-    return bad
+    return bad, time.process_time() - c0
 
 
-def http_ingest(server: Server, token: str, bodies: list[bytes], path: str, clients: int = 8) -> float:
-    """Bodies split over `clients` processes (no shared GIL with the server or each other)."""
+def http_ingest(server: Server, token: str, bodies: list[bytes], path: str, clients: int = 8) -> tuple[float, float]:
+    """Bodies split over `clients` processes (no shared GIL with the server or each other).
+    Returns (wall seconds, CPU seconds the clients used): they share the machine's cores."""
     chunks = [(server.base, token, path, bodies[i::clients]) for i in range(clients)]
     with mp.get_context("fork").Pool(clients) as pool:
         pool.map(_client, [(server.base, token, "/api/v1/health", [])] * clients)  # start the workers
         t0 = time.perf_counter()
-        bad = [s for r in pool.map(_client, chunks) for s in r]
+        out = pool.map(_client, chunks)
         dt = time.perf_counter() - t0
+    bad = [s for r, _ in out for s in r]
     if bad:
         raise RuntimeError(f"HTTP ingest errors: {sorted(set(bad))}")
-    return dt
+    return dt, sum(c for _, c in out)
 
 
 def timed(fn, repeats: int, before=None) -> float:
@@ -256,15 +261,17 @@ def _bench_ingest(url: str, gen: Generator, args, res: dict[str, float]) -> None
     try:
         bodies = [_dumps(gen.doc()) for _ in range(args.http)]
         cpu0 = server.cpu_s()
-        res["HTTP POST /reports, 8 clients (reports/s)"] = len(bodies) / http_ingest(
-            server, token, bodies, "/api/v1/reports")
+        dt, client_cpu = http_ingest(server, token, bodies, "/api/v1/reports")
+        res["HTTP POST /reports, 8 clients (reports/s)"] = len(bodies) / dt
         res["  server CPU per report, POST /reports (us)"] = (server.cpu_s() - cpu0) / len(bodies) * 1e6
+        res["  clients' CPU per report, POST /reports (us)"] = client_cpu / len(bodies) * 1e6
         docs = [gen.doc() for _ in range(args.http * 2)]
         bodies = [json.dumps({"reports": docs[i:i + 100]}).encode() for i in range(0, len(docs), 100)]
         cpu0 = server.cpu_s()
-        res["HTTP POST /reports/batch x100, 8 clients (reports/s)"] = len(docs) / http_ingest(
-            server, token, bodies, "/api/v1/reports/batch")
+        dt, client_cpu = http_ingest(server, token, bodies, "/api/v1/reports/batch")
+        res["HTTP POST /reports/batch x100, 8 clients (reports/s)"] = len(docs) / dt
         res["  server CPU per report, POST /reports/batch (us)"] = (server.cpu_s() - cpu0) / len(docs) * 1e6
+        res["  clients' CPU per report, POST /reports/batch (us)"] = client_cpu / len(docs) * 1e6
     finally:
         server.stop()
 
@@ -287,6 +294,13 @@ def bench(kind: str, sizes: list[int], args) -> dict[str, float]:
                     print(f"[{kind}] filled {have} -> {size} reports at "
                           f"{(size - have) / (time.perf_counter() - t0):.0f}/s", file=sys.stderr, flush=True)
                     cold = lambda: (store.memo.clear(), store._window_cache.clear())  # noqa: E731
+
+                    def empty_cache() -> None:  # as on the first start after upgrading to 0005
+                        cold()
+                        with store._write() as conn:
+                            conn.execute(summary_cache.delete())
+                    res[f"{size}: full summary, nothing cached yet, 1 run (ms)"] = timed(
+                        lambda: store.summary(with_samples=False), 1, before=empty_cache)
                     res[f"{size}: full summary, cold (ms)"] = timed(lambda: store.summary(with_samples=False),
                                                                    args.repeats, before=cold)
                     store.summary(with_samples=False)
