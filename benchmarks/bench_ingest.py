@@ -168,12 +168,13 @@ def fresh_db(kind: str, tmp: Path) -> tuple[str, callable]:
 
 
 class Server:
-    def __init__(self, url: str):
+    def __init__(self, url: str, workers: int = 1):
         self.port = 18000 + int.from_bytes(os.urandom(2), "little") % 2000
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen([sys.executable, "-m", "device_bench.cli", "serve", "--db", url,
-                                      "--port", str(self.port), "--log-level", "warning"], cwd=ROOT, env=env)
+                                      "--port", str(self.port), "--log-level", "warning", "--workers", str(workers)],
+                                     cwd=ROOT, env=env)
         for _ in range(600):
             try:
                 if httpx.get(self.base + "/api/v1/health", timeout=1).status_code == 200:
@@ -183,9 +184,24 @@ class Server:
         raise RuntimeError("server did not start")
 
     def cpu_s(self) -> float:
-        """CPU seconds the server process has used (user + system), from /proc."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU seconds the server's processes (with --workers: the workers too) have used (user +
+        system), from /proc."""
+        total = 0.0
+        for pid in [self.proc.pid, *self._children(self.proc.pid)]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    @staticmethod
+    def _children(pid: int) -> list[int]:
+        out = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            kids = (task / "children").read_text().split()
+            out += [int(k) for k in kids]
+        return out + [g for k in out for g in Server._children(k)]
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -257,7 +273,7 @@ def _bench_ingest(url: str, gen: Generator, args, res: dict[str, float]) -> None
         res["Store.add_batch, flushes of 100 (reports/s)"] = len(reps) / (time.perf_counter() - t0)
         res["  CPU per report, add_batch (us)"] = (time.process_time() - c0) / len(reps) * 1e6
         token = store.create_token("bench")[1]
-    server = Server(url)
+    server = Server(url, workers=args.workers)
     try:
         bodies = [_dumps(gen.doc()) for _ in range(args.http)]
         cpu0 = server.cpu_s()
@@ -350,6 +366,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=5000, help="reports ingested by Store.add_batch, 100 per call")
     ap.add_argument("--http", type=int, default=4000, help="reports POSTed one per request (twice that in batches)")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=1, help="`freenet serve --workers` for the HTTP ingest runs")
     ap.add_argument("--only", choices=["sqlite", "postgresql"])
     ap.add_argument("--skip-ingest", action="store_true", help="only the curve (--sizes)")
     ap.add_argument("--tmp", default=None, help="folder for the SQLite file (default: the system temp dir)")
@@ -357,7 +374,8 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     kinds = [args.only] if args.only else ["sqlite", "postgresql"]
     results = {k: bench(k, sizes, args) for k in kinds}
-    table = Table(title=f"aggregator storage, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
+    table = Table(title=f"aggregator storage, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+                        f"serve --workers {args.workers} "
                         f"(latencies: medians of {args.repeats})")
     table.add_column("metric")
     table.add_column("target", justify="right")

@@ -32,6 +32,7 @@ def serve(
     tls_key: Annotated[Path | None, typer.Option(help="Private key of --tls-cert (PEM).", exists=True, dir_okay=False)] = None,
     self_signed_tls: Annotated[bool, typer.Option(help="HTTPS with a generated lab CA + server certificate (freenet-data/tls); phones install the CA once (web_app/README.md).")] = False,
     pair_ttl: Annotated[int, typer.Option(help="Seconds a printed pairing code stays valid.")] = 900,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes (uvicorn workers), each with its own connection pool, group-commit writer and 1 s token cache; ingest is CPU-bound per process.")] = 1,
 ) -> None:
     """Run the aggregator: report API, dashboard at /, browser runner at /run, OpenAPI docs at /docs."""
     import uvicorn
@@ -54,7 +55,21 @@ def serve(
                                 self_signed_tls=self_signed_tls, pair_ttl_s=pair_ttl)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    uvicorn.run(app, host=host, port=port, log_level=log_level, **ssl)
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, **ssl)
+        return
+    # Worker processes build their own app from this configuration (device_bench.server.
+    # app_from_env); the schema was checked or upgraded above, once, before any of them starts.
+    import json
+    import os
+
+    os.environ["FREENET_SERVE_APP"] = json.dumps({
+        "db": store.url, "bundles": str(bundles) if bundles else None, "max_body_bytes": max_body_bytes,
+        "runner_urls": getattr(app.state, "runner_urls", None), "pair_ttl_s": pair_ttl,
+        "lab_ca": getattr(app.state, "lab_ca", None)})
+    store.close()
+    uvicorn.run("device_bench.server:app_from_env", factory=True, workers=workers, host=host, port=port,
+                log_level=log_level, **ssl)
 
 
 def pair(db: DbOption = None,

@@ -331,6 +331,20 @@ def create_app(
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The app of one `freenet serve --workers N` process, configured by the parent through the
+    FREENET_SERVE_APP environment variable (JSON). Each process has its own Store: SQLite writers
+    of different processes queue on the database's write lock (WAL, 30 s busy timeout), and a
+    revocation made through one process reaches the others within TOKEN_CACHE_S."""
+    cfg = json.loads(os.environ["FREENET_SERVE_APP"])
+    app = create_app(store=Store(cfg["db"], migrate=False), bundles_dir=cfg["bundles"],
+                     max_body_bytes=cfg["max_body_bytes"])
+    for name in ("runner_urls", "pair_ttl_s", "lab_ca"):
+        if cfg.get(name) is not None:
+            setattr(app.state, name, cfg[name])
+    return app
+
+
 async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

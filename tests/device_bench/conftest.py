@@ -97,8 +97,8 @@ def free_port() -> int:
 class ServerProcess:
     """`python -m device_bench.cli serve` in a subprocess on 127.0.0.1."""
 
-    def __init__(self, db_url: str, bundles: Path | None = None, *, max_body: int | None = None):
-        self.db_url, self.bundles, self.max_body = db_url, bundles, max_body
+    def __init__(self, db_url: str, bundles: Path | None = None, *, max_body: int | None = None, workers: int = 1):
+        self.db_url, self.bundles, self.max_body, self.workers = db_url, bundles, max_body, workers
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -110,6 +110,8 @@ class ServerProcess:
             cmd += ["--bundles", str(self.bundles)]
         if self.max_body:
             cmd += ["--max-body-bytes", str(self.max_body)]
+        if self.workers > 1:
+            cmd += ["--workers", str(self.workers)]
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60

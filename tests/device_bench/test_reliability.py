@@ -25,9 +25,10 @@ def _token(db_url: str) -> str:
 
 
 @pytest.mark.slow
-def test_concurrent_clients_store_every_report_exactly_once(db_url, server_factory, make_report):
+@pytest.mark.parametrize("workers", [1, 2])  # 2: `serve --workers`, writers of two processes race
+def test_concurrent_clients_store_every_report_exactly_once(db_url, server_factory, make_report, workers):
     token = _token(db_url)
-    server = server_factory(db_url)
+    server = server_factory(db_url, workers=workers)
     statuses: list[int] = []
     lock = threading.Lock()
 
