@@ -197,11 +197,21 @@ class Server:
 
     @staticmethod
     def _children(pid: int) -> list[int]:
-        out = []
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            kids = (task / "children").read_text().split()
-            out += [int(k) for k in kids]
-        return out + [g for k in out for g in Server._children(k)]
+        """Descendants of pid, from the parent pid in /proc/*/stat."""
+        parent = {}
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (FileNotFoundError, ProcessLookupError, IndexError):
+                    pass
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            kids = [c for c, pp in parent.items() if pp == p]
+            out += kids
+            todo += kids
+        return out
 
     def stop(self) -> None:
         self.proc.terminate()
