@@ -269,3 +269,21 @@ def test_persist_key_is_the_ordered_window_and_the_statistics_version(monkeypatc
     assert k != summary_mod.persist_key(("summary", ("a", "b")))
     monkeypatch.setattr(summary_mod, "stats_version", lambda: "other statistics code")
     assert k != summary_mod.persist_key(("compare", ("a", "b"), ("c",)))
+
+
+@pytest.mark.parametrize("n", [150, 300, 15000])
+def test_compare_reusing_sorted_copies_gives_the_same_numbers(n):
+    """stats._sorted keeps a sorted copy only of read-only arrays (summary.py hands those in):
+    comparing them again, or comparing writable copies, or a writable array changed in place
+    after a compare, gives exactly what a fresh computation gives."""
+    rng = np.random.default_rng(n)
+    a, b = rng.lognormal(1, 0.2, n), rng.lognormal(1.05, 0.2, n + 1)
+    want = stats.compare(a.copy(), b.copy())
+    ra, rb = a.copy(), b.copy()
+    ra.flags.writeable = rb.flags.writeable = False
+    assert stats.compare(ra, rb) == want
+    assert stats.compare(ra, rb) == want  # served from the sorted copies
+    w = a.copy()
+    stats.compare(w, b)
+    w *= 2  # a writable array may change: nothing cached for it
+    assert stats.compare(w, b) == stats.compare((a * 2).copy(), b.copy())
