@@ -719,16 +719,20 @@ class Store:
             sql = (f"SELECT {', '.join(names)} FROM reports WHERE group_id = ? "
                    f"ORDER BY created_at DESC, id DESC LIMIT {int(max_runs)}")
             at = names.index("created_at")
-            for x in stale:
-                key = dict(zip(GROUP_KEYS, x[2:]))
-                rs = []
-                for r in conn.exec_driver_sql(sql, (x.id,)):
-                    d = dict(zip(names, r))
-                    # SQLite holds UTC as "YYYY-MM-DD HH:MM:SS.ffffff" text (SQLAlchemy's format)
-                    d["created_at"] = datetime.fromisoformat(r[at]).replace(tzinfo=timezone.utc)
-                    d.update(key)
-                    rs.append(d)
-                read.append((x.id, x.n_reports, rs))
+            cur = conn.connection.dbapi_connection.cursor()  # the same connection and transaction
+            try:
+                for x in stale:
+                    key = dict(zip(GROUP_KEYS, x[2:]))
+                    rs = []
+                    for r in cur.execute(sql, (x.id,)).fetchall():
+                        d = dict(zip(names, r))
+                        # SQLite holds UTC as "YYYY-MM-DD HH:MM:SS.ffffff" text (SQLAlchemy's format)
+                        d["created_at"] = datetime.fromisoformat(r[at]).replace(tzinfo=timezone.utc)
+                        d.update(key)
+                        rs.append(d)
+                    read.append((x.id, x.n_reports, rs))
+            finally:
+                cur.close()
         for gid, n, rs in read:
             for r in rs:
                 if self.dialect != "sqlite":
