@@ -86,6 +86,11 @@ def _check_intact(url: str, docs: list[dict]) -> None:
                           "samples_kind": r.timing.samples_kind, "mean_ms": None, "macs": r.model.macs,
                           "created_at": r.created_at, "samples": list(r.timing.samples_ms)})
         assert got == [g.as_dict() for g in summarize_groups(fresh, baseline="mobilenetv2_100")]
+    with Store(url) as store:  # 0005: a restarted store reads those statistics back from summary_cache
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM summary_cache")).scalar() > 0
+        assert [g.as_dict() for g in store.summary(baseline="mobilenetv2_100")] == got
+        assert store.memo.loaded > 0
         # A new report of an old group joins that group.
         groups_before = len(kept)
         new = dict(docs[1], run_id="0f1e0000-0000-4000-8000-000000000001")
