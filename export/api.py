@@ -538,6 +538,15 @@ def export_bundle(plan: ExportPlan, progress: ProgressFn | None = None, workers:
     # 1. what is up to date, from each model's cheap identity; the reference files (this process only)
     refs: dict[str, ModelRef | None] = {}
     todo: list[tuple[str, str, str, str]] = []
+    pool = None
+    if workers >= 1 and not cluster:
+        # conversions are certain when some job has no artifact in the bundle yet: start the workers
+        # now, so that their imports overlap the references computed below (docs/export-scaling.md)
+        missing = sum(1 for m, f, t, p in jobs if existing is None or existing.find(m, f, t, p) is None)
+        if missing:
+            from .parallel import start_workers
+
+            pool = start_workers(min(workers, missing))
     try:
         for m, fmt, target, precision in jobs:
             if m not in refs:
@@ -569,10 +578,13 @@ def export_bundle(plan: ExportPlan, progress: ProgressFn | None = None, workers:
         elif todo and workers >= 1:
             from .parallel import run_pool
 
-            run_pool(workers, plan, todo, refs, bundle, manifest.bundle_id, finished, progress)
+            run_pool(workers, plan, todo, refs, bundle, manifest.bundle_id, finished, progress, pool)
+            pool = None  # run_pool stopped them
         elif todo:
             _run_here(plan, todo, refs, bundle, manifest.bundle_id, finished, progress, done)
     finally:
+        for w in pool or []:  # started, then nothing to convert (or an error before the pool ran)
+            w.stop()
         shutil.rmtree(bundle / ".staging", ignore_errors=True)
     order = {j: i for i, j in enumerate(jobs)}  # the manifest lists artifacts in plan order, however they finished
     manifest.artifacts.sort(key=lambda a: order.get((a.model, a.format, a.target, a.precision), -1))
