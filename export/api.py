@@ -542,11 +542,14 @@ def export_bundle(plan: ExportPlan, progress: ProgressFn | None = None, workers:
     if workers >= 1 and not cluster:
         # conversions are certain when some job has no artifact in the bundle yet: start the workers
         # now, so that their imports overlap the references computed below (docs/export-scaling.md)
-        missing = sum(1 for m, f, t, p in jobs if existing is None or existing.find(m, f, t, p) is None)
-        if missing:
+        def missing(old: Artifact | None) -> bool:  # a cheap look (no hashing): reuse is decided below
+            return old is None or old.status != "ok" or not old.file or not (bundle / old.file).exists()
+
+        n_missing = sum(1 for m, f, t, p in jobs if missing(existing.find(m, f, t, p) if existing else None))
+        if n_missing:
             from .parallel import start_workers
 
-            pool = start_workers(min(workers, missing))
+            pool = start_workers(min(workers, n_missing))
     try:
         for m, fmt, target, precision in jobs:
             if m not in refs:
