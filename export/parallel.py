@@ -302,27 +302,58 @@ def _died(job: Job, proc) -> Artifact:
 
 
 def run_pool(n: int, plan, todo, refs, bundle: Path, bundle_id: str, finished, progress=None,
-             workers: list[_Worker] | None = None) -> None:
+             workers: list[_Worker] | None = None, feed=None) -> None:
     """Run the jobs on `n` worker processes (`workers` started earlier by start_workers, else new
-    ones); `finished(artifact)` as each is placed in the bundle."""
+    ones); `finished(artifact)` as each is placed in the bundle.
+
+    `feed`: an iterator of further batches of jobs (export_bundle: one model's jobs each, its
+    reference computed when the batch is asked for); the next batch is taken when fewer jobs are
+    pending than there are workers, so the references of later models are computed while the
+    workers convert the earlier ones."""
     from .api import log_path, place
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // n)
-    pending = []
-    for m, fmt, target, precision in todo:
-        art_id = f"{m}.{fmt}.{target}.{precision}"
-        log = log_path(bundle, art_id)
-        log.unlink(missing_ok=True)
-        pending.append(Job(m, fmt, target, precision, plan, bundle_id, refs[m],
-                           str(bundle / ".staging" / uuid.uuid4().hex), str(log), threads))
-    total = len(pending)
-    ctx = mp.get_context("spawn")
+    pending: list[Job] = []
+
+    def add(batch) -> None:
+        for m, fmt, target, precision in batch:
+            art_id = f"{m}.{fmt}.{target}.{precision}"
+            log = log_path(bundle, art_id)
+            log.unlink(missing_ok=True)
+            pending.append(Job(m, fmt, target, precision, plan, bundle_id, refs[m],
+                               str(bundle / ".staging" / uuid.uuid4().hex), str(log), threads))
+
+    def more() -> None:  # the next batch with something to convert, or the end of the feed
+        nonlocal feed
+        while feed is not None:
+            try:
+                batch = next(feed)
+            except StopIteration:
+                feed = None
+                return
+            if batch:
+                add(batch)
+                return
+
+    add(todo)
+    feed = iter(feed) if feed is not None else None
     workers = list(workers or [])
-    for extra in workers[min(n, total):]:  # started for more jobs than were left to do
+    if not pending:
+        try:
+            more()
+        finally:
+            if not pending:  # nothing to convert at all
+                for w in workers:
+                    w.stop()
+    if not pending:
+        return
+    size = n if feed is not None else min(n, len(pending))
+    ctx = mp.get_context("spawn")
+    for extra in workers[size:]:  # started for more jobs than were left to do
         extra.stop()
-    workers = workers[:min(n, total)]
-    workers += [_Worker(ctx) for _ in range(min(n, total) - len(workers))]
+    workers = workers[:size]
+    workers += [_Worker(ctx) for _ in range(size - len(workers))]
     saved_term = None
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (a CI timeout, `kill`): unwind like Ctrl-C, so the workers stop and staging goes
@@ -331,18 +362,29 @@ def run_pool(n: int, plan, todo, refs, bundle: Path, bundle_id: str, finished, p
 
         saved_term = signal.signal(signal.SIGTERM, _term)
     try:
-        while pending or any(w.job for w in workers):
-            for w in workers:
+        while pending or feed is not None or any(w.job for w in workers):
+            if feed is not None and len(pending) < len(workers):
+                more()
+            for w in list(workers):
                 if w.job is None and pending:
-                    w.job = _next_job(pending, w.last, {(x.job.model, x.job.fmt) for x in workers if x.job},
-                                      {x.job.model for x in workers if x.job})
-                    w.last = (w.job.model, w.job.fmt)
-                    w.started = time.perf_counter()
-                    w.conn.send(w.job)
+                    job = _next_job(pending, w.last, {(x.job.model, x.job.fmt) for x in workers if x.job},
+                                    {x.job.model for x in workers if x.job})
+                    try:
+                        w.conn.send(job)
+                    except OSError:  # it died before its first job (e.g. while importing): the job waits for another
+                        pending.insert(0, job)
+                        w.proc.join(1)
+                        w.conn.close()
+                        workers.remove(w)
+                        workers.append(_Worker(ctx))
+                        continue
+                    w.job, w.last, w.started = job, (job.model, job.fmt), time.perf_counter()
                     if progress:
                         busy = ", ".join(f"{x.job.id}" for x in workers if x.job)
-                        progress(f"converting {busy}", total - len(pending) - sum(1 for x in workers if x.job), total)
+                        progress(f"converting {busy}", 0, 0)  # export_bundle's own counts replace these
             busy = [w for w in workers if w.job]
+            if not busy:
+                continue
             ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy])
             for w in list(busy):
                 job = w.job
@@ -362,7 +404,7 @@ def run_pool(n: int, plan, todo, refs, bundle: Path, bundle_id: str, finished, p
                             f.write(result.log_text)
                     art.log_file = str(Path(job.log).relative_to(bundle))
                     w.job = None
-                    if not pending:  # nothing left for it: stop it now, not after the last artifact
+                    if not pending and feed is None:  # nothing left for it: stop it now, not after the last artifact
                         w.stop()
                         workers.remove(w)
                     finished(art)
@@ -375,7 +417,7 @@ def run_pool(n: int, plan, todo, refs, bundle: Path, bundle_id: str, finished, p
                     w.job = None
                     w.conn.close()
                     workers.remove(w)
-                    if pending:
+                    if pending or feed is not None:
                         workers.append(_Worker(ctx))
                     finished(art)
     finally:
