@@ -180,8 +180,8 @@ def _real_images(size: tuple[int, int, int], n: int, mean: list[float], std: lis
     normalised with the model's own mean/std (a checkpoint trained on them uses the same)."""
     from freenet.data import DIGITS_MEAN, DIGITS_STD, digits_tensors
 
-    x, _ = digits_tensors(size[1])
-    x = x[:n] * torch.tensor(DIGITS_STD).view(1, 3, 1, 1) + torch.tensor(DIGITS_MEAN).view(1, 3, 1, 1)  # back to [0, 1]
+    x, _ = digits_tensors(size[1], limit=n)
+    x = x * torch.tensor(DIGITS_STD).view(1, 3, 1, 1) + torch.tensor(DIGITS_MEAN).view(1, 3, 1, 1)  # back to [0, 1]
     if size[2] != size[1]:
         x = torch.nn.functional.interpolate(x, size=size[1:], mode="bilinear", align_corners=False)
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)

@@ -318,3 +318,15 @@ def test_cli_names_the_extra_when_the_engine_is_missing(tmp_path, monkeypatch, c
                                    "--cluster", "tcp://127.0.0.1:1"])
     out = " ".join((res.output + capfd.readouterr().out).split())  # the console is on the terminal's fd
     assert res.exit_code == 2 and "pip install 'freenet-deploy[cluster]'" in out, out
+
+
+def test_reference_images_resize_only_what_they_use():
+    """The export's reference/calibration images come from the first N digits resized (not all 1797:
+    1.1 GB and ~2 s per model at 224 px); the values are exactly those of resizing them all."""
+    import torch
+
+    from freenet.data import digits_tensors
+
+    x_all, y_all = digits_tensors(64)
+    x, y = digits_tensors(64, limit=32)
+    assert torch.equal(x, x_all[:32]) and torch.equal(y, y_all[:32])
