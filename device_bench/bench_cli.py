@@ -125,6 +125,8 @@ def compare_cmd(
                                           "present; 50 warm-ups, 500 runs); it sets runtimes, threads, warm-up and runs itself.")] = "host",
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Export worker processes (default: what cores and memory allow; 0: in this process).")] = None,
     cluster: Annotated[str | None, typer.Option(help="Export on a Dask cluster at this address (pip install 'freenet-deploy\\[cluster]').")] = None,
+    remeasure: Annotated[bool, typer.Option(help="Measure every artifact again. Default: a runtime whose artifacts the store already "
+                                            "measured (same sha256, runtime version, device and protocol) reuses those reports.")] = False,
 ) -> None:
     """The main job: export the suite to every format, verify, measure here, store, and report."""
     from .compare import SUITE, ComparePlan, run_compare
@@ -135,7 +137,7 @@ def compare_cmd(
     plan = ComparePlan(models=_csv(models) if models else list(SUITE), formats=_csv(formats), precisions=_csv(precision),
                        runtimes=_csv(runtimes), work_dir=work_dir, db_url=db, rounds=rounds, runs_per_round=runs, warmup=warmup,
                        input_size=input_size, protocol=protocol, processes=processes, profile_anomalies=anomalies,
-                       export_jobs=jobs, cluster=cluster)
+                       export_jobs=jobs, cluster=cluster, remeasure=remeasure)
     try:
         plan.measurement()  # an uneven split of a protocol's runs is refused before anything is exported
     except ValueError as e:
@@ -146,6 +148,9 @@ def compare_cmd(
         tasks: dict[str, int] = {}
 
         def update(phase: str, what: str, done: int, total: int) -> None:
+            if phase == "reuse":  # which numbers were not measured in this run, said once, above the bars
+                p.console.print(f"[bold]reused:[/] {what}")
+                return
             if phase not in tasks:
                 tasks[phase] = p.add_task(phase, total=total)
             p.update(tasks[phase], description=f"{phase}: {what}", completed=done, total=total)

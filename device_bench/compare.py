@@ -29,7 +29,7 @@ from export.manifest import Artifact, Manifest
 
 from .anomaly import ANOMALY_THRESHOLD, Anomaly, Locate, Row, anomalies
 from .roofline import ABOVE_CEILING, Ceiling, achieved_gflops, fraction_of_peak, measure_ceiling
-from .runner import DEFAULT_RUNTIMES, BenchPlan, run_bench, store_sink
+from .runner import DEFAULT_RUNTIMES, BenchPlan, host_device, measure_jobs, plan_jobs, store_sink
 from .schema import CPU_ACCELERATORS, Report
 from .stats import Comparison, Stability, compare_runs, row_verdict, stability
 from .protocols import PROTOCOLS, Resolved, resolve
@@ -71,6 +71,8 @@ class ComparePlan:
     # "host" measures with the fields above; another protocol (device_bench/protocols.py) sets the
     # runtimes, threads, warm-up and runs itself and says what this machine changed about it
     protocol: str = "host"
+    # measure everything again, even the runtimes whose artifacts the store already measured identically
+    remeasure: bool = False
 
     def measurement(self) -> Resolved:
         if self.protocol == "host":
@@ -102,10 +104,9 @@ def run_compare(plan: ComparePlan, progress: Progress | None = None) -> Path:
     manifest = export_bundle(export_plan, _phase(progress, "export"), workers=workers, cluster=plan.cluster)
     how = plan.measurement()
     p = how.protocol  # host: the plan's own warm-up, rounds and processes
-    reports = run_bench(
-        BenchPlan(plan.bundle, runtimes=how.runtimes, models=plan.models, precisions=["fp32"], warmup=p.warmup, rounds=p.rounds,
-                  runs_per_round=p.runs_per_round, threads=how.threads, protocol=plan.protocol, processes=p.processes),
-        store_sink(plan.db), _phase(progress, "measure"))
+    bench = BenchPlan(plan.bundle, runtimes=how.runtimes, models=plan.models, precisions=["fp32"], warmup=p.warmup, rounds=p.rounds,
+                      runs_per_round=p.runs_per_round, threads=how.threads, protocol=plan.protocol, processes=p.processes)
+    reports = measure_or_reuse(bench, plan.db, plan.remeasure, progress)
     devices = {device_label(r) for r in reports}
     groups = summarize_run(Store(plan.db), [r.run_id for r in reports], device=devices.pop() if len(devices) == 1 else None)
     out = plan.work_dir / "report"
@@ -116,6 +117,30 @@ def run_compare(plan: ComparePlan, progress: Progress | None = None) -> Path:
         locate = bundle_locator(plan.bundle)
     write_report(build_report(groups, reports, manifest, plan, measure_ceiling(how.threads), how, locate=locate), out, reports)
     return out
+
+
+def measure_or_reuse(bench: BenchPlan, db: str, remeasure: bool, progress: Progress | None = None) -> list[Report]:
+    """Measure the bench plan, except the runtimes whose every job the store already measured with
+    the same artifact sha256, runtime version, device and protocol (device_bench/reuse.py): their
+    stored reports are reused (`remeasure=True`: none are). Reused runtimes are announced as the
+    progress phase "reuse"."""
+    from .reuse import stored_measurements
+
+    bench.validate()
+    jobs = plan_jobs(Manifest.load(bench.bundle / "manifest.json"), bench, bench.bundle)
+    if not jobs:
+        raise ValueError(f"nothing to measure in {bench.bundle} for runtimes {bench.runtimes} and precisions {bench.precisions}")
+    reused = [] if remeasure else stored_measurements(Store(db), jobs, bench, host_device())
+    if progress:
+        for i, r in enumerate(reused):
+            progress("reuse", f"{r.runtime}: {len(r.reports)} stored reports of identical artifacts reused "
+                     "(same sha256, runtime version, device, protocol); --remeasure to measure again", i + 1, len(reused))
+    skip = {r.runtime for r in reused}
+    todo = [j for j in jobs if j.runtime not in skip]
+    reports = [rep for r in reused for rep in r.reports]
+    if todo:
+        reports += measure_jobs(todo, bench, store_sink(db), _phase(progress, "measure"))
+    return reports
 
 
 def _phase(progress: Progress | None, phase: str) -> Callable[[str, int, int], None] | None:

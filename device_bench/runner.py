@@ -203,7 +203,10 @@ def _report(w, plan: BenchPlan, device: dict, started: datetime, thermal: tuple,
         "status": status,
         "error": None if status == "ok" else (w.error or "no samples were measured") if status == "error" else
                  f"output differs from the bundle's reference by {par.rel_diff:.2e} (relative), above the tolerance {par.tolerance:.0e}",
+        # artifact_sha256: the bundle file measured, or (eager PyTorch) the one whose model it rebuilt; with the
+        # runtime version, device and protocol it identifies a measurement that `freenet compare` may reuse
         "notes": {"target": a.target, "passes": ",".join(p.name for p in a.passes) or "none", **({"label": w.job.label} if w.job.label else {}),
+                  **({"artifact_sha256": a.sha256} if a.sha256 else {}),
                   "rounds": str(plan.rounds), "runs_per_round": str(plan.runs_per_round),
                   **({"protocol": plan.protocol} if plan.protocol else {}), **(process or {}),
                   # the cores the worker itself says it holds (only a pinned worker process says so)

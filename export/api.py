@@ -180,8 +180,8 @@ def _real_images(size: tuple[int, int, int], n: int, mean: list[float], std: lis
     normalised with the model's own mean/std (a checkpoint trained on them uses the same)."""
     from freenet.data import DIGITS_MEAN, DIGITS_STD, digits_tensors
 
-    x, _ = digits_tensors(size[1])
-    x = x[:n] * torch.tensor(DIGITS_STD).view(1, 3, 1, 1) + torch.tensor(DIGITS_MEAN).view(1, 3, 1, 1)  # back to [0, 1]
+    x, _ = digits_tensors(size[1], limit=n)
+    x = x * torch.tensor(DIGITS_STD).view(1, 3, 1, 1) + torch.tensor(DIGITS_MEAN).view(1, 3, 1, 1)  # back to [0, 1]
     if size[2] != size[1]:
         x = torch.nn.functional.interpolate(x, size=size[1:], mode="bilinear", align_corners=False)
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
@@ -535,44 +535,67 @@ def export_bundle(plan: ExportPlan, progress: ProgressFn | None = None, workers:
         if progress:
             progress(f"{art.model} {art.format}/{art.target}/{art.precision}: {art.status}", done, len(jobs))
 
-    # 1. what is up to date, from each model's cheap identity; the reference files (this process only)
     refs: dict[str, ModelRef | None] = {}
-    todo: list[tuple[str, str, str, str]] = []
-    try:
-        for m, fmt, target, precision in jobs:
-            if m not in refs:
-                prep_log = log_path(bundle, f"{m}.prepare")
-                prep_log.unlink(missing_ok=True)
-                if progress:
-                    progress(f"{m}: reference", done, len(jobs))
-                try:
-                    with capture_output(prep_log):
-                        refs[m] = model_ref(m, plan)
-                        write_reference(bundle, refs[m], plan.seed)
-                except Exception as e:  # noqa: BLE001
-                    refs[m] = None
-                    refs[f"{m}!error"] = f"model preparation failed: {type(e).__name__}: {e}"  # type: ignore[assignment]
-            if refs[m] is None:
-                finished(prep_failed(m, fmt, target, precision, refs[f"{m}!error"],  # type: ignore[arg-type]
-                                     str(log_path(bundle, f"{m}.prepare").relative_to(bundle))))
-                continue
-            old = existing.find(m, fmt, target, precision) if existing else None
-            if _reusable(old, refs[m], plan, bundle, _tool_versions(fmt)):
-                finished(old)
-            else:
-                todo.append((m, fmt, target, precision))
-        # 2. the conversions
-        if todo and cluster:
-            from .cluster import run_on_cluster
+    pool = None
+    if workers >= 1 and not cluster:
+        # conversions are certain when some job has no artifact in the bundle yet: start the workers
+        # now, so that their imports overlap the references computed below (docs/export-scaling.md)
+        def missing(old: Artifact | None) -> bool:  # a cheap look (no hashing): reuse is decided below
+            return old is None or old.status != "ok" or not old.file or not (bundle / old.file).exists()
 
-            run_on_cluster(cluster, plan, todo, refs, bundle, manifest.bundle_id, finished, progress)
-        elif todo and workers >= 1:
+        n_missing = sum(1 for m, f, t, p in jobs if missing(existing.find(m, f, t, p) if existing else None))
+        if n_missing:
+            from .parallel import start_workers
+
+            pool = start_workers(min(workers, n_missing))
+    def per_model():
+        """The jobs to convert, one model at a time: its reference computed and written (this process
+        only), its up-to-date artifacts kept (decided from the cheap identity), its failures recorded."""
+        for m in dict.fromkeys(j[0] for j in jobs):
+            prep_log = log_path(bundle, f"{m}.prepare")
+            prep_log.unlink(missing_ok=True)
+            if progress:
+                progress(f"{m}: reference", done, len(jobs))
+            try:
+                with capture_output(prep_log):
+                    refs[m] = model_ref(m, plan)
+                    write_reference(bundle, refs[m], plan.seed)
+                error = None
+            except Exception as e:  # noqa: BLE001
+                refs[m], error = None, f"model preparation failed: {type(e).__name__}: {e}"
+            batch = []
+            for mm, fmt, target, precision in jobs:
+                if mm != m:
+                    continue
+                if refs[m] is None:
+                    finished(prep_failed(m, fmt, target, precision, error, str(prep_log.relative_to(bundle))))
+                    continue
+                old = existing.find(m, fmt, target, precision) if existing else None
+                if _reusable(old, refs[m], plan, bundle, _tool_versions(fmt)):
+                    finished(old)
+                else:
+                    batch.append((m, fmt, target, precision))
+            yield batch
+
+    try:
+        if workers >= 1 and not cluster:
             from .parallel import run_pool
 
-            run_pool(workers, plan, todo, refs, bundle, manifest.bundle_id, finished, progress)
-        elif todo:
-            _run_here(plan, todo, refs, bundle, manifest.bundle_id, finished, progress, done)
+            # the pool converts the first model while this process computes the next models' references
+            run_pool(workers, plan, [], refs, bundle, manifest.bundle_id, finished,
+                     progress and (lambda what, _d, _t: progress(what, done, len(jobs))), pool, feed=per_model())
+            pool = None  # run_pool stopped them
+        else:
+            todo = [j for batch in per_model() for j in batch]
+            if todo and cluster:
+                from .cluster import run_on_cluster
+
+                run_on_cluster(cluster, plan, todo, refs, bundle, manifest.bundle_id, finished, progress)
+            elif todo:
+                _run_here(plan, todo, refs, bundle, manifest.bundle_id, finished, progress, done)
     finally:
+        for w in pool or []:  # started, then nothing to convert (or an error before the pool ran)
+            w.stop()
         shutil.rmtree(bundle / ".staging", ignore_errors=True)
     order = {j: i for i, j in enumerate(jobs)}  # the manifest lists artifacts in plan order, however they finished
     manifest.artifacts.sort(key=lambda a: order.get((a.model, a.format, a.target, a.precision), -1))

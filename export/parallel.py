@@ -170,6 +170,10 @@ def _read(path: Path) -> str | None:
 
 def _worker_main(conn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:  # import torch and the orchestrator now, while the parent prepares the jobs (start_workers)
+        from . import api  # noqa: F401
+    except Exception:  # noqa: BLE001 - run_job imports it again and reports the error with the job
+        pass
     while True:
         try:
             job = conn.recv()
@@ -199,34 +203,91 @@ class _Worker:
         self.last: tuple[str, str] | None = None  # (model, format) of its last job: what it has cached
         self.started: float = 0.0
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, grace: float = 0.2) -> None:
+        """End the process. A worker has nothing to flush (the parent alone writes the bundle), so an
+        idle one gets the stop message and `grace` seconds to exit by itself, then SIGKILL: a torch
+        process's own exit (atexit handlers, freeing the converters' memory) took up to 5 s here."""
         if self.proc.is_alive():
-            try:
-                self.conn.send(None)
-            except (OSError, BrokenPipeError):
-                pass
-            self.proc.join(timeout)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(timeout)
+            if self.job is None:
+                try:
+                    self.conn.send(None)
+                except (OSError, BrokenPipeError):
+                    pass
+                self.proc.join(grace)
+            if self.proc.is_alive():
+                self.proc.kill()
+                self.proc.join(5)
         self.conn.close()
 
 
-def _next_job(pending: list[Job], last: tuple[str, str] | None, busy: set[tuple[str, str]] = frozenset()) -> Job:
-    """The job an idle worker takes: the same model and format as its last job (its traced graph
-    is memoised, export.steps.memo), else a model x format no other worker is on (so two workers
-    do not trace the same graph side by side), else the same model, else the first."""
-    prefs = []
+def start_workers(n: int) -> list[_Worker]:
+    """Spawn `n` workers now: their imports (torch, the converters' common part) run while the
+    parent computes the models' references (export_bundle starts them before that step)."""
+    ctx = mp.get_context("spawn")
+    return [_Worker(ctx) for _ in range(n)]
+
+
+# Relative cost of one artifact (seconds for FreeNet-S2 on this 2-core machine, docs/export-scaling.md):
+# only their order matters. The pool hands out the costliest work first (longest-processing-time
+# first), so that the last artifacts to finish are the short ones and no worker idles long at the end.
+JOB_COST = {
+    ("onnx", "fp32"): 12.0, ("onnx", "fp16"): 3.0, ("onnx", "int8"): 6.0,
+    ("coreml", "fp32"): 9.0, ("coreml", "fp16"): 6.0, ("coreml", "int8"): 8.0,
+    ("tflite", "fp32"): 15.0, ("tflite", "fp16"): 12.0, ("tflite", "int8"): 14.0,
+    ("executorch", "fp32"): 15.0, ("executorch", "fp16"): 14.0, ("executorch", "int8"): 20.0,
+}
+# Formats whose artifacts of one model share a memoised conversion (export.steps.memo: the ONNX graph,
+# the TFLite flatbuffer): their jobs of one model go to one worker, and count as one unit of work.
+MEMO_FORMATS = ("onnx", "tflite")
+
+
+def job_cost(job: Job) -> float:
+    return JOB_COST.get((job.fmt, job.precision), 10.0)
+
+
+def _unit(job: Job) -> tuple:
+    """The unit of work a job belongs to: (model, format) for a memoising format, else the job itself."""
+    return (job.model, job.fmt) if job.fmt in MEMO_FORMATS else (job.model, job.fmt, job.target, job.precision)
+
+
+def _next_job(pending: list[Job], last: tuple[str, str] | None, busy: set[tuple[str, str]] = frozenset(),
+              busy_models: set[str] = frozenset()) -> Job:
+    """The job an idle worker takes:
+
+    1. the same model and format as its last job, when that format memoises (its traced graph is
+       cached in this worker, export.steps.memo), in plan order (fp32 first: the others reuse it);
+    2. else the costliest unit of work of the same model (its prepared model is cached here);
+    3. else the costliest unit of a model no other worker is on (one preparation per model);
+    4. else the costliest unit whose model x format no other worker is on (two workers never
+       trace the same graph side by side);
+    5. else the first.
+    Units are (model, format) for the memoising formats, single jobs otherwise (JOB_COST)."""
+    units: dict[tuple, float] = {}
+    for j in pending:
+        units[_unit(j)] = units.get(_unit(j), 0.0) + job_cost(j)
+
+    def costliest(ok) -> Job | None:
+        best = None
+        for j in pending:  # plan order inside a unit: the first job of the costliest unit
+            if ok(j) and (best is None or units[_unit(j)] > units[_unit(best)]):
+                best = j
+        return best
+
+    def free(j: Job) -> bool:  # no other worker is tracing this graph for its memo
+        return j.fmt not in MEMO_FORMATS or (j.model, j.fmt) not in busy
+
+    choices = []
+    if last and last[1] in MEMO_FORMATS:
+        choices.append(lambda j: (j.model, j.fmt) == last)
     if last:
-        prefs.append(lambda j: (j.model, j.fmt) == last)
-    prefs.append(lambda j: (j.model, j.fmt) not in busy)
-    if last:
-        prefs.append(lambda j: j.model == last[0])
-    for want in prefs:
-        for j in pending:
-            if want(j):
-                pending.remove(j)
-                return j
+        choices.append(lambda j: j.model == last[0] and free(j))
+    choices.append(lambda j: j.model not in busy_models)
+    choices.append(free)
+    for ok in choices:
+        j = costliest(ok)
+        if j is not None:
+            pending.remove(j)
+            return j
     return pending.pop(0)
 
 
@@ -240,22 +301,59 @@ def _died(job: Job, proc) -> Artifact:
                        "(out of memory? see the log)", None)
 
 
-def run_pool(n: int, plan, todo, refs, bundle: Path, bundle_id: str, finished, progress=None) -> None:
-    """Run the jobs on `n` worker processes; `finished(artifact)` as each is placed in the bundle."""
+def run_pool(n: int, plan, todo, refs, bundle: Path, bundle_id: str, finished, progress=None,
+             workers: list[_Worker] | None = None, feed=None) -> None:
+    """Run the jobs on `n` worker processes (`workers` started earlier by start_workers, else new
+    ones); `finished(artifact)` as each is placed in the bundle.
+
+    `feed`: an iterator of further batches of jobs (export_bundle: one model's jobs each, its
+    reference computed when the batch is asked for); the next batch is taken when fewer jobs are
+    pending than there are workers, so the references of later models are computed while the
+    workers convert the earlier ones."""
     from .api import log_path, place
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // n)
-    pending = []
-    for m, fmt, target, precision in todo:
-        art_id = f"{m}.{fmt}.{target}.{precision}"
-        log = log_path(bundle, art_id)
-        log.unlink(missing_ok=True)
-        pending.append(Job(m, fmt, target, precision, plan, bundle_id, refs[m],
-                           str(bundle / ".staging" / uuid.uuid4().hex), str(log), threads))
-    total = len(pending)
+    pending: list[Job] = []
+
+    def add(batch) -> None:
+        for m, fmt, target, precision in batch:
+            art_id = f"{m}.{fmt}.{target}.{precision}"
+            log = log_path(bundle, art_id)
+            log.unlink(missing_ok=True)
+            pending.append(Job(m, fmt, target, precision, plan, bundle_id, refs[m],
+                               str(bundle / ".staging" / uuid.uuid4().hex), str(log), threads))
+
+    def more() -> None:  # the next batch with something to convert, or the end of the feed
+        nonlocal feed
+        while feed is not None:
+            try:
+                batch = next(feed)
+            except StopIteration:
+                feed = None
+                return
+            if batch:
+                add(batch)
+                return
+
+    add(todo)
+    feed = iter(feed) if feed is not None else None
+    workers = list(workers or [])
+    if not pending:
+        try:
+            more()
+        finally:
+            if not pending:  # nothing to convert at all
+                for w in workers:
+                    w.stop()
+    if not pending:
+        return
+    size = n if feed is not None else min(n, len(pending))
     ctx = mp.get_context("spawn")
-    workers = [_Worker(ctx) for _ in range(min(n, total))]
+    for extra in workers[size:]:  # started for more jobs than were left to do
+        extra.stop()
+    workers = workers[:size]
+    workers += [_Worker(ctx) for _ in range(size - len(workers))]
     saved_term = None
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (a CI timeout, `kill`): unwind like Ctrl-C, so the workers stop and staging goes
@@ -264,17 +362,29 @@ def run_pool(n: int, plan, todo, refs, bundle: Path, bundle_id: str, finished, p
 
         saved_term = signal.signal(signal.SIGTERM, _term)
     try:
-        while pending or any(w.job for w in workers):
-            for w in workers:
+        while pending or feed is not None or any(w.job for w in workers):
+            if feed is not None and len(pending) < len(workers):
+                more()
+            for w in list(workers):
                 if w.job is None and pending:
-                    w.job = _next_job(pending, w.last, {(x.job.model, x.job.fmt) for x in workers if x.job})
-                    w.last = (w.job.model, w.job.fmt)
-                    w.started = time.perf_counter()
-                    w.conn.send(w.job)
+                    job = _next_job(pending, w.last, {(x.job.model, x.job.fmt) for x in workers if x.job},
+                                    {x.job.model for x in workers if x.job})
+                    try:
+                        w.conn.send(job)
+                    except OSError:  # it died before its first job (e.g. while importing): the job waits for another
+                        pending.insert(0, job)
+                        w.proc.join(1)
+                        w.conn.close()
+                        workers.remove(w)
+                        workers.append(_Worker(ctx))
+                        continue
+                    w.job, w.last, w.started = job, (job.model, job.fmt), time.perf_counter()
                     if progress:
                         busy = ", ".join(f"{x.job.id}" for x in workers if x.job)
-                        progress(f"converting {busy}", total - len(pending) - sum(1 for x in workers if x.job), total)
+                        progress(f"converting {busy}", 0, 0)  # export_bundle's own counts replace these
             busy = [w for w in workers if w.job]
+            if not busy:
+                continue
             ready = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy])
             for w in list(busy):
                 job = w.job
@@ -294,6 +404,9 @@ def run_pool(n: int, plan, todo, refs, bundle: Path, bundle_id: str, finished, p
                             f.write(result.log_text)
                     art.log_file = str(Path(job.log).relative_to(bundle))
                     w.job = None
+                    if not pending and feed is None:  # nothing left for it: stop it now, not after the last artifact
+                        w.stop()
+                        workers.remove(w)
                     finished(art)
                 elif w.proc.sentinel in ready or not w.proc.is_alive():
                     w.proc.join(1)
@@ -301,13 +414,14 @@ def run_pool(n: int, plan, todo, refs, bundle: Path, bundle_id: str, finished, p
                     art.log_file = str(Path(job.log).relative_to(bundle))
                     art.export_seconds = time.perf_counter() - w.started
                     shutil.rmtree(Path(job.staging), ignore_errors=True)
+                    w.job = None
                     w.conn.close()
                     workers.remove(w)
-                    if pending:
+                    if pending or feed is not None:
                         workers.append(_Worker(ctx))
                     finished(art)
     finally:
         for w in workers:
-            w.stop(timeout=0.5 if any(x.job for x in workers) else 5.0)
+            w.stop()  # a busy one (Ctrl-C, an error here) is killed at once: its staging is removed
         if saved_term is not None:
             signal.signal(signal.SIGTERM, saved_term)

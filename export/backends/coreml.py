@@ -20,7 +20,7 @@ import numpy as np
 
 from ..steps import step
 from ..manifest import Coverage, TensorSpec
-from .base import BackendResult, ExportRequest, Format, NotRunnableHere, Session, Target
+from .base import BackendResult, ExportRequest, Format, NotRunnableHere, Session, Target, exported_program
 
 INPUT_NAME = "input"  # the manifest names, shared with the ONNX backend
 OUTPUT_NAME = "output"
@@ -63,7 +63,7 @@ def export(req: ExportRequest) -> BackendResult:
     try:
         with torch.no_grad(), step("convert.trace"):
             # coremltools takes only ATen-dialect programs ("Provided Dialect: TRAINING" otherwise)
-            program = torch.export.export(model, (x,)).run_decompositions({})
+            program = exported_program(model, x).run_decompositions({})
     except Exception as e:  # noqa: BLE001 - reported in the status table with torch's reason
         raise RuntimeError(f"torch.export failed before Core ML conversion: {type(e).__name__}: {e}") from e
     in_name = [s.arg.name for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"]

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..manifest import Coverage, TensorSpec
 from ..steps import step
-from .base import BackendResult, ExportRequest, Format, NotRunnableHere, Session, Target, package_version
+from .base import BackendResult, ExportRequest, Format, NotRunnableHere, Session, Target, exported_program, package_version
 
 if TYPE_CHECKING:  # torch is imported where it is used, so the format registry stays light
     import torch
@@ -285,8 +285,9 @@ def _exported_program(model: nn.Module, x: torch.Tensor, req: ExportRequest, not
     import torch
 
     if req.target != "executorch-xnnpack" or req.precision == "fp32":
-        # Vulkan fp16 and Core ML fp16/int8 are compile options of their delegates (see _partitioner).
-        return torch.export.export(model, (x,))
+        # Vulkan fp16 and Core ML fp16/int8 are compile options of their delegates (see _partitioner):
+        # one traced program for all of them (and Core ML's), copied for each lowering
+        return exported_program(model, x)
     if req.precision == "fp16":
         notes.append("fp16: weights and compute in fp16 inside XNNPACK; the input/output stay float32 (one cast each).")
         return torch.export.export(_fp16_compute(model), (x,))

@@ -222,10 +222,83 @@ def test_idle_workers_take_different_graphs_and_keep_their_own():
     jobs = [Job("m", f, "t", p, None, "b", None, None, None) for f in ("onnx", "tflite") for p in ("fp32", "fp16")]
     pending = list(jobs)
     a = _next_job(pending, None)
-    b = _next_job(pending, None, {("m", a.fmt)})
-    assert (a.fmt, b.fmt) == ("onnx", "tflite")  # not both tracing the ONNX graph side by side
-    assert _next_job(pending, ("m", "tflite"), {("m", "onnx")}).fmt == "tflite"  # its memoised flatbuffer
+    b = _next_job(pending, None, {("m", a.fmt)}, {"m"})
+    assert (a.fmt, a.precision) == ("tflite", "fp32")  # the costlier unit first, fp32 first inside it
+    assert (b.fmt, b.precision) == ("onnx", "fp32")  # not both tracing the same graph side by side
+    assert _next_job(pending, ("m", "tflite"), {("m", "onnx")}, {"m"}).fmt == "tflite"  # its memoised flatbuffer
     assert _next_job(pending, ("m", "tflite")).fmt == "onnx"
+
+
+def test_pool_hands_out_the_longest_work_first_and_keeps_models_apart():
+    """Longest-processing-time first: with the ten artifacts of one model on two workers the costly
+    ExecuTorch and TFLite work starts first and the short ones come last; with two models each worker
+    stays on its own model (one preparation per model) until that model has nothing left."""
+    from export.parallel import Job, _next_job, job_cost
+
+    def plan_jobs(*models):
+        spec = [("onnx", "nnapi"), ("coreml", "ml"), ("tflite", "gpu"), ("executorch", "xnnpack"), ("executorch", "vulkan")]
+        return [Job(m, f, t, p, None, "b", None, None, None) for m in models for f, t in spec for p in ("fp32", "fp16")]
+
+    def simulate(pending, n=2):
+        clock, workers, order = [0.0] * n, [None] * n, []  # the greedy pool: the first idle worker takes a job
+        running: list = [None] * n
+        while pending:
+            i = min(range(n), key=lambda k: clock[k])
+            busy = {(r.model, r.fmt) for k, r in enumerate(running) if r and k != i and clock[k] > clock[i]}
+            models = {r.model for k, r in enumerate(running) if r and k != i and clock[k] > clock[i]}
+            j = _next_job(pending, workers[i], busy, models)
+            workers[i], running[i] = (j.model, j.fmt), j
+            order.append((i, j))
+            clock[i] += job_cost(j)
+        return clock, order
+
+    clock, order = simulate(plan_jobs("m"))
+    total = sum(job_cost(j) for j in plan_jobs("m"))
+    assert max(clock) - total / 2 <= min(job_cost(j) for j in plan_jobs("m"))  # balanced to within the smallest job
+    first_two = {(j.fmt, j.precision) for _, j in order[:2]}
+    assert ("tflite", "fp32") in first_two and order[-1][1].fmt in ("onnx", "coreml")
+    for fmt in ("onnx", "tflite"):  # the memoised formats stay on one worker
+        assert len({i for i, j in order if j.fmt == fmt}) == 1
+    clock, order = simulate(plan_jobs("a", "b"))
+    first = {i: j.model for i, j in order[:2]}
+    assert first[0] != first[1]
+    shared = [i for i, j in order if j.model == first[0]]
+    assert shared[: len(shared) - 3] == [0] * (len(shared) - 3)  # the other worker joins only for the tail
+
+
+def test_an_idle_worker_stops_at_once(tmp_path, monkeypatch):
+    """A worker with nothing to flush is stopped in well under a second, even when its process would
+    take long to exit by itself (torch's atexit took up to 5 s per worker here)."""
+    import multiprocessing as mp
+
+    from export.parallel import _Worker
+
+    marker = tmp_path / "slow-exit-registered"
+    monkeypatch.setenv("FREENET_TEST_SLOW_EXIT", str(marker))
+    w = _Worker(mp.get_context("spawn"))
+    w.conn.send(_SlowExit())
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert marker.exists()
+    t0 = time.perf_counter()
+    w.stop()
+    assert time.perf_counter() - t0 < 1.5 and not w.proc.is_alive()
+
+
+class _SlowExit:
+    """Unpickled in the worker: registers an exit handler that takes 10 s (a slow interpreter exit)."""
+
+    def __reduce__(self):
+        return (_register_slow_exit, ())
+
+
+def _register_slow_exit():
+    import atexit
+
+    atexit.register(time.sleep, 10)
+    Path(os.environ["FREENET_TEST_SLOW_EXIT"]).write_text("registered")
+    return None  # the worker reads it as the stop message, and exits
 
 
 def test_cli_names_the_extra_when_the_engine_is_missing(tmp_path, monkeypatch, capfd):
@@ -245,3 +318,15 @@ def test_cli_names_the_extra_when_the_engine_is_missing(tmp_path, monkeypatch, c
                                    "--cluster", "tcp://127.0.0.1:1"])
     out = " ".join((res.output + capfd.readouterr().out).split())  # the console is on the terminal's fd
     assert res.exit_code == 2 and "pip install 'freenet-deploy[cluster]'" in out, out
+
+
+def test_reference_images_resize_only_what_they_use():
+    """The export's reference/calibration images come from the first N digits resized (not all 1797:
+    1.1 GB and ~2 s per model at 224 px); the values are exactly those of resizing them all."""
+    import torch
+
+    from freenet.data import digits_tensors
+
+    x_all, y_all = digits_tensors(64)
+    x, y = digits_tensors(64, limit=32)
+    assert torch.equal(x, x_all[:32]) and torch.equal(y, y_all[:32])
