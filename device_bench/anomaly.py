@@ -112,6 +112,27 @@ def anomalies(rows: Iterable[Row], *, threshold: float = ANOMALY_THRESHOLD, loca
     return sorted(out, key=lambda a: a.relative)
 
 
+def hardware(accelerator: str) -> str:
+    """What a runtime's efficiency is compared against: the CPU runtimes (cpu, xnnpack, wasm,
+    portable) with each other, a GPU accelerator only with itself."""
+    from .schema import CPU_ACCELERATORS
+
+    return "cpu" if accelerator in CPU_ACCELERATORS else accelerator
+
+
+def table_anomalies(groups: Iterable[Any], *, threshold: float = ANOMALY_THRESHOLD) -> dict[tuple, list[Anomaly]]:
+    """The runtime anomalies of summary tables (device_bench.summary.Group), no op named:
+    every comparable row's GFLOP/s against the same model's best runtime on the same device,
+    hardware and precision. Keyed by (device, hardware(accelerator), precision). The dashboard
+    shows them as they are; the `freenet compare` report names the op (compare._anomalies)."""
+    rows: dict[tuple, list[Row]] = defaultdict(list)
+    for g in groups:
+        for r in g.rows:
+            if r.comparable and r.macs and r.stats.median:
+                rows[(g.device, hardware(g.accelerator), r.precision)].append(Row(r.model, g.runtime, r.macs, float(r.stats.median)))
+    return {key: anomalies(rs, threshold=threshold) for key, rs in rows.items()}
+
+
 def blame(affected: OpProfile, best: OpProfile | None, profiler: str) -> Blame | None:
     """The op label with the largest excess time over the best runtime (or the largest time when
     the best runtime has no profile). A coarse label ("depthwise Conv", from XNNPACK's event names)
