@@ -253,7 +253,7 @@ def _ratios(rows: list[ModelRow], real: dict[tuple, ModelRow], refs: dict[str, s
             if ref is None or not (row.comparable and ref.comparable):
                 row.ratios[k] = None
                 continue
-            hit = memo.get(("compare", row.window, ref.window)) if memo is not None else None
+            hit = memo.get(("compare_runs", row.window, ref.window)) if memo is not None else None
             row.ratios[k] = hit
             if hit is None:
                 todo.append((row, k, ref))
@@ -261,7 +261,7 @@ def _ratios(rows: list[ModelRow], real: dict[tuple, ModelRow], refs: dict[str, s
     for row, k, ref in todo:
         row.ratios[k] = compare_runs(row.run_samples, ref.run_samples)
         if memo is not None:
-            memo.put(("compare", row.window, ref.window), row.ratios[k])
+            memo.put(("compare_runs", row.window, ref.window), row.ratios[k])
     for row in rows:
         row.verdicts = {}
         for k, name in refs.items():
