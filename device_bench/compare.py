@@ -27,10 +27,10 @@ from export.api import ExportPlan, export_bundle
 from export.api import summarize as export_rows
 from export.manifest import Artifact, Manifest
 
-from .anomaly import ANOMALY_THRESHOLD, Anomaly, Locate, Row, anomalies
+from .anomaly import ANOMALY_THRESHOLD, Anomaly, Locate, hardware, table_anomalies
 from .roofline import ABOVE_CEILING, Ceiling, achieved_gflops, fraction_of_peak, measure_ceiling
 from .runner import DEFAULT_RUNTIMES, BenchPlan, host_device, measure_jobs, plan_jobs, store_sink
-from .schema import CPU_ACCELERATORS, Report
+from .schema import Report
 from .stats import Comparison, Stability, compare_runs, row_verdict, stability
 from .protocols import PROTOCOLS, Resolved, resolve
 from .store import Store, device_label
@@ -369,14 +369,8 @@ def _anomalies(groups: list[Group], locate: Locate | None) -> dict[tuple, list[A
     wasm, ... — compared with each other; a GPU accelerator only with itself). Only the headline's
     models get an op named (a per-op profile each: minutes for the whole suite, seconds for three).
     Keyed by (device, accelerator, precision) of every group, for the headline's lookup."""
-    rows: dict[tuple, list[Row]] = defaultdict(list)
-    for g in groups:
-        for r in g.rows:
-            if r.comparable and r.macs and r.stats.median:
-                rows[(g.device, _hardware(g.accelerator), r.precision)].append(Row(r.model, g.runtime, r.macs, float(r.stats.median)))
     by_hw: dict[tuple, list[Anomaly]] = {}
-    for key, rs in rows.items():
-        found = anomalies(rs)
+    for key, found in table_anomalies(groups).items():
         if locate is not None and key[1] == "cpu":  # the per-op profilers run the CPU paths
             named = []
             for x in found:
@@ -384,12 +378,8 @@ def _anomalies(groups: list[Group], locate: Locate | None) -> dict[tuple, list[A
                 named.append(replace(x, op=blame.op, op_ms=blame.ms, op_ms_best=blame.ms_best, profiler=blame.profiler) if blame else x)
             found = named
         by_hw[key] = found
-    return {(g.device, g.accelerator, r.precision): by_hw.get((g.device, _hardware(g.accelerator), r.precision), [])
+    return {(g.device, g.accelerator, r.precision): by_hw.get((g.device, hardware(g.accelerator), r.precision), [])
             for g in groups for r in g.rows}
-
-
-def _hardware(accelerator: str) -> str:
-    return "cpu" if accelerator in CPU_ACCELERATORS else accelerator
 
 
 # ---------------------------------------------------------------------------------------------

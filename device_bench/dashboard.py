@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from device_bench.anomaly import Anomaly, hardware, table_anomalies
 from device_bench.schema import Report
 from device_bench.stats import fmt, fmt_ratio
 from device_bench.store import Store
@@ -56,7 +57,8 @@ def render_index(store: Store, *, baseline: str | None = None, device: str | Non
         for g in groups:
             g.plot_url = "/plots/latency_vs_macs.svg?" + urlencode(
                 {"device": g.device, "runtime": g.runtime, "accelerator": g.accelerator})
-        groups_html = Markup(env.get_template("groups.html").render(groups=groups, baseline=baseline))
+        groups_html = Markup(env.get_template("groups.html").render(groups=groups, baseline=baseline,
+                                                                    anomalies=row_anomalies(groups)))
         store.memo.put(key, groups_html)
     selected = {"device": device, "runtime": runtime, "accelerator": accelerator}
     keep = {k: v for k, v in {**selected, "baseline": baseline}.items() if v}
@@ -72,6 +74,17 @@ def render_index(store: Store, *, baseline: str | None = None, device: str | Non
                  "runtime": store.distinct("runtime"), "accelerator": store.distinct("accelerator")},
         selected=selected,
     )
+
+
+def row_anomalies(groups: list) -> dict[tuple, Anomaly]:
+    """(device, runtime, accelerator, model, precision) -> its runtime anomaly (anomaly.table_anomalies:
+    the same efficiency test as the `freenet compare` report; the dashboard has no artifact to
+    profile, so no op is named here)."""
+    found = table_anomalies(groups)
+    return {(g.device, g.runtime, g.accelerator, a.model, r.precision): a
+            for g in groups for r in g.rows
+            for a in found.get((g.device, hardware(g.accelerator), r.precision), [])
+            if a.runtime == g.runtime and a.model == r.model}
 
 
 def render_report(report: Report) -> str:

@@ -210,7 +210,9 @@ def _report(w, plan: BenchPlan, device: dict, started: datetime, thermal: tuple,
                   "rounds": str(plan.rounds), "runs_per_round": str(plan.runs_per_round),
                   **({"protocol": plan.protocol} if plan.protocol else {}), **(process or {}),
                   # the cores the worker itself says it holds (only a pinned worker process says so)
-                  **({"cpus": ",".join(map(str, w.load["cpus"]))} if w.load.get("cpus") else {})},
+                  **({"cpus": ",".join(map(str, w.load["cpus"]))} if w.load.get("cpus") else {}),
+                  # how the worker's C allocator was set (eager PyTorch: runtimes/pytorch.py)
+                  **({"allocator": w.load["allocator"]} if w.load.get("allocator") else {})},
     })
 
 

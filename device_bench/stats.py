@@ -297,13 +297,15 @@ def _hierarchical_medians(runs: list[np.ndarray], resamples: int, rng: np.random
     indices) lets two sides share their run draws (paired processes)."""
     k = len(runs)
     sizes = np.array([r.size for r in runs])
+    if picks is None:
+        picks = rng.integers(k, size=(resamples, k))
+    if int(sizes.min()) >= HIERARCHICAL_NORMAL_MIN_N:
+        return _hierarchical_medians_normal(runs, rng, picks)
     nmax = int(sizes.max())
     table = np.full((k, nmax), np.nan)
     for i, r in enumerate(runs):
         table[i, : r.size] = r
     equal = bool(np.all(sizes == nmax))
-    if picks is None:
-        picks = rng.integers(k, size=(resamples, k))
     out = np.empty(resamples)
     step = max(1, _CHUNK_ELEMENTS // (k * nmax))
     for start in range(0, resamples, step):
@@ -317,6 +319,54 @@ def _hierarchical_medians(runs: list[np.ndarray], resamples: int, rng: np.random
             vals = np.where(np.arange(nmax) < n_g, vals, np.nan)
             out[start : start + g.shape[0]] = np.nanmedian(vals.reshape(g.shape[0], -1), axis=1)
     return out
+
+
+HIERARCHICAL_NORMAL_MIN_N = 200  # every run at least this long: the second level by its count distribution
+
+
+def _hierarchical_medians_normal(runs: list[np.ndarray], rng: np.random.Generator, picks: np.ndarray) -> np.ndarray:
+    """`_hierarchical_medians` without drawing the samples (the dashboard pools up to 50 reports of
+    hundreds of samples: 2000 x 15,000 draws took 1.7 s per side, this ~1/50 of it).
+
+    Given the drawn runs (c_i copies of run i), the second level is c_i * n_i draws with replacement
+    from run i, so the number of pooled values <= v is a sum of independent Binomial(c_i n_i, F_i(v))
+    (F_i: run i's empirical CDF) and the pooled median M has P(M <= v) = P(count(<= v) >= h),
+    h = ceil(N / 2). That count is taken as normal (mean and variance of the binomial sum, continuity
+    corrected: every n_i >= HIERARCHICAL_NORMAL_MIN_N), and M is drawn by inverting its CDF with one
+    uniform, on the values between the runs' 0.5 -/+ 6/sqrt(n_i) quantiles (M cannot leave them but
+    with negligible probability). Exact in the first level; the second differs from drawing by the
+    normal approximation only (tested against the drawn version)."""
+    from scipy.special import ndtr
+
+    xs = [np.sort(r) for r in runs]
+    sizes = np.array([x.size for x in xs], dtype=np.float64)
+    lo = min(float(np.quantile(x, max(0.0, 0.5 - 6 / math.sqrt(x.size)))) for x in xs)
+    hi = max(float(np.quantile(x, min(1.0, 0.5 + 6 / math.sqrt(x.size)))) for x in xs)
+    pooled = np.concatenate(xs)
+    grid = np.unique(pooled[(pooled >= lo) & (pooled <= hi)])
+    f = np.stack([np.searchsorted(x, grid, side="right") / x.size for x in xs])  # (k, J) F_i(grid)
+    fv = f * (1 - f)
+    k, m = len(xs), picks.shape[0]
+    counts = np.zeros((m, k))
+    np.add.at(counts, (np.repeat(np.arange(m), picks.shape[1]), picks.ravel()), 1.0)
+    draws = counts * sizes  # (m, k) draws from each run
+    h = np.ceil(draws.sum(axis=1) / 2)
+    u = rng.random(m)
+
+    def cdf(j: np.ndarray) -> np.ndarray:  # P(M <= grid[j] | drawn runs), one j per resample
+        mean, var = (draws * f[:, j].T).sum(axis=1), (draws * fv[:, j].T).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (mean - h + 0.5) / np.sqrt(var)
+        return ndtr(np.where(var > 0, z, np.where(mean >= h, np.inf, -np.inf)))
+
+    # the first grid index whose CDF reaches u, by bisection (the CDF rises with j)
+    left, right = np.zeros(m, dtype=np.int64), np.full(m, grid.size - 1, dtype=np.int64)
+    while np.any(left < right):
+        mid = (left + right) // 2
+        up = cdf(mid) >= u
+        right, left = np.where(up, mid, right), np.where(up, left, mid + 1)
+    idx = left
+    return grid[idx]
 
 
 def compare_runs(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from device_bench import stats
-from device_bench.stats import Comparison, Summary, compare, summarize
+from device_bench.stats import Comparison, Stability, Summary, compare_runs, row_verdict, stability, summarize
 
 if TYPE_CHECKING:
     from device_bench.store import Store
@@ -54,6 +54,13 @@ class ModelRow:
     samples: Sequence[float] | None = field(repr=False, default_factory=list)
     ratios: dict[str, Comparison | None] = field(default_factory=dict)
     window: tuple[str, ...] = field(repr=False, default=())  # run ids pooled, newest first
+    # Issue 14: every report of the window is one independent run. `run_samples` holds them apart
+    # (None when served from the memo), `stability` says whether they agree (stats.stability; None
+    # without ratios), `verdicts` is stats.row_verdict of each ratio: "unstable: ..." when this row's
+    # or the reference's runs disagree beyond their intervals, never faster/slower then.
+    run_samples: list[np.ndarray] | None = field(repr=False, default=None)
+    stability: Stability | None = None
+    verdicts: dict[str, str] = field(default_factory=dict)
 
     @property
     def comparable(self) -> bool:
@@ -70,6 +77,8 @@ class ModelRow:
             "reports": [f"/reports/{r}" for r in self.run_ids],
             "error_reports": [f"/reports/{r}" for r in self.error_run_ids],
             "ratios": {k: (None if c is None else c.as_dict()) for k, c in self.ratios.items()},
+            "stability": None if self.stability is None else self.stability.as_dict(),
+            "verdicts": self.verdicts,
         }
 
 
@@ -80,6 +89,7 @@ class Group:
     accelerator: str
     rows: list[ModelRow]
     pair: Comparison | None
+    pair_verdict: str | None = None  # stats.row_verdict of `pair` ("unstable: ..." when either side's runs disagree)
 
     @property
     def emulated(self) -> bool:
@@ -92,7 +102,8 @@ class Group:
     def as_dict(self) -> dict[str, Any]:
         return {
             "device": self.device, "runtime": self.runtime, "accelerator": self.accelerator,
-            "pair": {"a": PAIR[0], "b": PAIR[1], "comparison": None if self.pair is None else self.pair.as_dict()},
+            "pair": {"a": PAIR[0], "b": PAIR[1], "comparison": None if self.pair is None else self.pair.as_dict(),
+                     "verdict": self.pair_verdict},
             "models": [r.as_dict() for r in self.rows],
         }
 
@@ -126,14 +137,16 @@ def persist_key(key: tuple) -> str:
     return hashlib.sha256(json.dumps([stats_version(), *key]).encode()).hexdigest()
 
 
-def _encode(value: Summary | Comparison) -> str:
+def _encode(value: Summary | Comparison | Stability) -> str:
     # JSON writes floats with repr(): they read back bit for bit.
     return json.dumps([type(value).__name__, value.as_dict()])
 
 
-def _decode(text: str) -> Summary | Comparison:
+def _decode(text: str) -> Summary | Comparison | Stability:
     kind, d = json.loads(text)
-    return {"Summary": Summary, "Comparison": Comparison}[kind](**d)
+    if kind == "Stability":  # JSON has no tuples: the intervals come back as lists
+        d["intervals"] = [tuple(i) for i in d["intervals"]]
+    return {"Summary": Summary, "Comparison": Comparison, "Stability": Stability}[kind](**d)
 
 
 class StatsMemo:
@@ -261,9 +274,10 @@ def summarize_groups(
         runs_needed = [run for r in rows for run in raw_of[id(r)] if "samples" not in run]
         loaded = load_samples([run["id"] for run in runs_needed]) if runs_needed and load_samples else {}
         for r in rows:
-            parts = [run["samples"] if "samples" in run else loaded[run["id"]] for run in raw_of[id(r)]]
+            parts = [np.asarray(run["samples"] if "samples" in run else loaded[run["id"]], dtype=np.float64) for run in raw_of[id(r)]]
+            r.run_samples = parts
             # One float64 array (the store hands each run's samples as an array): no per-float Python.
-            r.samples = np.concatenate([np.asarray(p, dtype=np.float64) for p in parts]) if parts else np.empty(0)
+            r.samples = np.concatenate(parts) if parts else np.empty(0)
             # Read-only: stats.compare may then keep its sorted copy for the row's other ratios.
             r.samples.flags.writeable = False
 
@@ -288,19 +302,21 @@ def summarize_groups(
                 memo.put(("summary", r.window), r.stats)
 
     if memo is not None and with_ratios:  # and every ratio (which rows may enter one needs their stats)
-        memo.prefetch([("compare", row.window, ref.window)
+        memo.prefetch([("stability", row.window) for _, rows, _, _ in plans for row in rows if row.comparable]
+                      + [("compare_runs", row.window, ref.window)
                        for _, rows, real, refs in plans for row, _, ref in _pairs(rows, real, refs) if ref is not None])
     groups = []
     for (dev, rt, acc), rows, real, refs in plans:
         if with_ratios:
+            _stability(rows, memo, fill_samples)
             _ratios(rows, real, refs, memo, fill_samples)
-        pair = None
+        pair = verdict = None
         for precision in ("fp32", "fp16", "int8"):
             a, b = real.get((PAIR[0], precision)), real.get((PAIR[1], precision))
             if with_ratios and a is not None and b is not None:
-                pair = a.ratios["starnet_s4"]
+                pair, verdict = a.ratios["starnet_s4"], a.verdicts.get("starnet_s4")
                 break
-        groups.append(Group(dev, rt, acc, rows, pair))
+        groups.append(Group(dev, rt, acc, rows, pair, verdict))
     # Rows served from the memo still carry their samples when the caller handed them in.
     fill_samples([r for r in all_rows if all("samples" in run for run in raw_of[id(r)])])
     if memo is not None:
@@ -318,10 +334,28 @@ def _pairs(rows: list[ModelRow], real: dict[tuple, ModelRow],
             yield row, k, ref if ref is not None and row.comparable and ref.comparable else None
 
 
+def _stability(rows: list[ModelRow], memo: StatsMemo | None, fill_samples: Callable[[list[ModelRow]], None]) -> None:
+    """row.stability of every comparable row: do its runs (reports) agree (stats.stability)?"""
+    todo = []
+    for row in rows:
+        row.stability = None
+        if row.comparable:
+            row.stability = memo.get(("stability", row.window)) if memo is not None else None
+            if row.stability is None:
+                todo.append(row)
+    fill_samples(todo)
+    for row in todo:
+        row.stability = stability(row.run_samples)
+        if memo is not None:
+            memo.put(("stability", row.window), row.stability)
+
+
 def _ratios(rows: list[ModelRow], real: dict[tuple, ModelRow], refs: dict[str, str],
             memo: StatsMemo | None, fill_samples: Callable[[list[ModelRow]], None]) -> None:
-    """row.ratios for every row of one table: compare(row, reference) where both are comparable,
-    from the memo when this pair of windows was compared before."""
+    """row.ratios for every row of one table: compare_runs(row, reference) over their runs (one
+    report = one run; hierarchical interval, so it widens when runs disagree) where both are
+    comparable, from the memo when this pair of windows was compared before; row.verdicts: the
+    report's stats.row_verdict with both rows' stability."""
     todo: list[tuple[ModelRow, str, ModelRow]] = []
     for row in rows:
         row.ratios = {}
@@ -329,15 +363,21 @@ def _ratios(rows: list[ModelRow], real: dict[tuple, ModelRow], refs: dict[str, s
         if ref is None:
             row.ratios[k] = None
             continue
-        hit = memo.get(("compare", row.window, ref.window)) if memo is not None else None
+        hit = memo.get(("compare_runs", row.window, ref.window)) if memo is not None else None
         row.ratios[k] = hit
         if hit is None:
             todo.append((row, k, ref))
     fill_samples([r for row, _, ref in todo for r in (row, ref)])
     for row, k, ref in todo:
-        row.ratios[k] = compare(row.samples, ref.samples)
+        row.ratios[k] = compare_runs(row.run_samples, ref.run_samples)
         if memo is not None:
-            memo.put(("compare", row.window, ref.window), row.ratios[k])
+            memo.put(("compare_runs", row.window, ref.window), row.ratios[k])
+    for row in rows:
+        row.verdicts = {}
+        for k, name in refs.items():
+            c, ref = row.ratios.get(k), real.get((name, row.precision))
+            if c is not None and ref is not None:
+                row.verdicts[k] = row_verdict(c, *(s for s in (row.stability, ref.stability) if s is not None))
 
 
 def summarize_run(store: Store, run_ids: Iterable[str], *, device: str | None = None, **kw: Any) -> list[Group]:

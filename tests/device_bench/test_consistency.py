@@ -233,7 +233,8 @@ def test_persisted_statistics_survive_a_restart_and_follow_ingest(db_url, make_r
     with Store(db_url) as s:  # a restart: nothing in memory
         with monkeypatch.context() as m:  # served from the table: the statistics are not run at all
             m.setattr(summary_mod, "summarize", lambda *a: pytest.fail("summarize recomputed after a restart"))
-            m.setattr(summary_mod, "compare", lambda *a, **k: pytest.fail("compare recomputed after a restart"))
+            m.setattr(summary_mod, "compare_runs", lambda *a, **k: pytest.fail("compare_runs recomputed after a restart"))
+            m.setattr(summary_mod, "stability", lambda *a, **k: pytest.fail("stability recomputed after a restart"))
             assert summary(s) == first
         assert s.memo.loaded > 0
         # The persisted numbers are the ones a recomputation from raw samples gives, bit for bit

@@ -119,3 +119,24 @@ def test_row_verdict_never_calls_an_unstable_row():
     assert row_verdict(c, steady, jumpy).startswith("unstable")
     assert row_verdict(c, steady, anomaly_op="depthwise Conv 7x7") == "faster, driven by a runtime anomaly in depthwise Conv 7x7"
     assert row_verdict(Comparison(None, None, None, 0.95, 0, 0, None)) == "—"
+
+
+@pytest.mark.parametrize(("k", "n", "between", "paired"), [(50, 300, 0.0, False), (50, 300, 0.05, False), (5, 300, 0.1, True),
+                                                           (3, 1000, 0.02, False), (10, 200, 0.0, True)])
+def test_long_runs_take_the_count_distribution_and_agree_with_drawing(monkeypatch, k, n, between, paired):
+    """Runs of >= HIERARCHICAL_NORMAL_MIN_N samples (the dashboard's windows: up to 50 reports of
+    hundreds of samples) skip drawing the second level; the interval equals the drawn one within
+    Monte-Carlo error (5 % of its width at each end)."""
+    import device_bench.stats as st
+
+    rng = np.random.default_rng(k * n)
+    a, b = _runs(rng, k, n, 10.0, between, 0.05), _runs(rng, k, n, 20.0, between, 0.08)
+    fast = compare_runs(a, b, paired=paired)
+    calls = []
+    monkeypatch.setattr(st, "_hierarchical_medians_normal", lambda *x: calls.append(1))  # the drawn path must not call it
+    monkeypatch.setattr(st, "HIERARCHICAL_NORMAL_MIN_N", n + 1)
+    drawn = compare_runs(a, b, paired=paired)
+    assert not calls
+    width = drawn.high - drawn.low
+    assert fast.ratio == drawn.ratio
+    assert abs(fast.low - drawn.low) < 0.05 * width and abs(fast.high - drawn.high) < 0.05 * width

@@ -1,0 +1,108 @@
+"""Issue 14 through the real app (FastAPI TestClient): the dashboard and the compare endpoint mark a
+row whose runs (reports) disagree beyond their intervals "unstable" and give it no faster/slower
+verdict; agreeing runs get the verdict. A model far below its best runtime's GFLOP/s is flagged as a
+runtime anomaly. The statistics are the `freenet compare` report's (stats.compare_runs, stability,
+row_verdict; anomaly.table_anomalies)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from device_bench.server import create_app
+from device_bench.stats import compare_runs, row_verdict, stability
+from device_bench.store import Store
+
+LITERT = {"name": "litert", "version": "2.3.0", "accelerator": "xnnpack", "delegate": "XNNPACK", "threads": 1, "emulated": False}
+
+
+@pytest.fixture
+def app(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'dash.db'}")
+    _, token = store.create_token("test-device")
+    client = TestClient(create_app(store=store, bundles_dir=tmp_path))
+    client.headers["Authorization"] = f"Bearer {token}"
+    yield client
+    store.close()
+
+
+def _post(app, make_report, runs: dict[str, list[float]], *, runtime: dict | None = None, first: int = 0) -> dict[str, list]:
+    """One report per run (as a phone or a host-runner process sends them), 60 samples around each
+    run's centre (0.5 % noise), created one second apart."""
+    rng = np.random.default_rng(first)
+    out: dict[str, list] = {}
+    i = first
+    for model, centres in runs.items():
+        for c in centres:
+            samples = (c * (1 + 0.005 * rng.standard_normal(60))).round(4).tolist()
+            doc = make_report(i, model=model, samples=samples, created_at=f"2026-11-25T10:{i // 60:02d}:{i % 60:02d}Z",
+                              **({"runtime": runtime} if runtime else {}))
+            doc["model"]["macs"] = {"freenet_s2": 547_000_000, "starnet_s4": 1_050_000_000}[model]
+            assert app.post("/api/v1/reports", json=doc).status_code == 201
+            out.setdefault(model, []).append(samples)
+            i += 1
+    return out
+
+
+def _group_html(page: str, runtime: str) -> str:
+    sections = re.findall(r'<section class="group">.*?</section>', page, flags=re.S)
+    return next(s for s in sections if f"· {runtime} ·" in s)
+
+
+def _s2_row(section: str) -> str:
+    return next(tr for tr in re.findall(r"<tr[^>]*>.*?</tr>", section, flags=re.S) if '<td class="l">freenet_s2' in tr)
+
+
+def test_runs_that_disagree_are_unstable_and_get_no_verdict(app, make_report):
+    # FreeNet-S2 agrees with itself; StarNet-S4's three runs sit at 20, 20 and 26 ms
+    runs = _post(app, make_report, {"freenet_s2": [10.0, 10.0, 10.0], "starnet_s4": [20.0, 20.0, 26.0]})
+    # what the report's statistics say about these runs
+    assert stability(runs["starnet_s4"]).stable is False
+    expect = row_verdict(compare_runs(runs["freenet_s2"], runs["starnet_s4"]), stability(runs["freenet_s2"]),
+                         stability(runs["starnet_s4"]))
+    assert expect.startswith("unstable")
+
+    page = app.get("/").text
+    section = _group_html(page, "onnxruntime")
+    row = _s2_row(section)
+    assert "unstable" in row and 'class="faster"' not in row and 'class="slower"' not in row
+    assert "unstable: runs disagree" in section  # StarNet-S4's row says why, the pair line too
+    pair_line = section.split("<table>")[0]
+    assert "unstable" in pair_line and "(faster)" not in pair_line and 'class="faster"' not in pair_line
+
+    g = app.get("/api/v1/compare").json()["groups"][0]
+    s2 = next(m for m in g["models"] if m["model"] == "freenet_s2")
+    assert s2["verdicts"]["starnet_s4"] == expect
+    assert g["pair"]["verdict"] == expect
+    sn = next(m for m in g["models"] if m["model"] == "starnet_s4")
+    assert sn["stability"]["stable"] is False and sn["stability"]["runs"] == 3
+
+
+def test_runs_that_agree_get_the_verdict(app, make_report):
+    runs = _post(app, make_report, {"freenet_s2": [10.0, 10.0, 10.0], "starnet_s4": [20.0, 20.0, 20.0]})
+    # the dashboard pools a row's window newest first
+    c = compare_runs(runs["freenet_s2"][::-1], runs["starnet_s4"][::-1])
+    assert c.verdict == "faster" and stability(runs["starnet_s4"]).stable is True
+
+    section = _group_html(app.get("/").text, "onnxruntime")
+    row = _s2_row(section)
+    assert 'class="faster"' in row and "unstable" not in section
+    assert "(faster)" in section.split("<table>")[0]
+    g = app.get("/api/v1/compare").json()["groups"][0]
+    assert g["pair"]["verdict"] == "faster"
+    assert g["pair"]["comparison"]["low"] == pytest.approx(c.low) and g["pair"]["comparison"]["high"] == pytest.approx(c.high)
+
+
+def test_a_runtime_anomaly_is_flagged(app, make_report):
+    # StarNet-S4 runs 5x slower on LiteRT's XNNPACK than on ONNX Runtime; FreeNet-S2 does not
+    _post(app, make_report, {"freenet_s2": [10.0, 10.0, 10.0], "starnet_s4": [20.0, 20.0, 20.0]})
+    _post(app, make_report, {"freenet_s2": [12.0, 12.0, 12.0], "starnet_s4": [100.0, 100.0, 100.0]}, runtime=LITERT, first=100)
+    page = app.get("/").text
+    litert, ort = _group_html(page, "litert"), _group_html(page, "onnxruntime")
+    sn_row = next(tr for tr in re.findall(r"<tr[^>]*>.*?</tr>", litert, flags=re.S) if '<td class="l">starnet_s4' in tr)
+    assert "runtime anomaly: 0.20× of its GFLOP/s on onnxruntime" in sn_row
+    assert "runtime anomaly" in litert.split("<table>")[0]  # the pair line says the ratio is about the runtime
+    assert "runtime anomaly" not in _s2_row(litert) and "runtime anomaly" not in ort
