@@ -28,6 +28,11 @@ def test_each_artifact_is_measured_in_several_fresh_pinned_processes(onnx_bundle
     reports = run_bench(plan, lambda r: None)
     assert len(reports) == 2 * 2 * 3  # models x runtimes x processes
     assert len({r.notes["session"] for r in reports}) == 1
+    # batch-major: process p of every runtime before process p + 1 of any (the intervals must see
+    # the machine's drift over the whole invocation), the runtimes' order rotating per batch
+    assert [r.notes["process"] for r in reports] == ["0"] * 4 + ["1"] * 4 + ["2"] * 4
+    firsts = [next(r.runtime.name for r in reports if r.notes["process"] == p) for p in "012"]
+    assert firsts == ["onnxruntime", "pytorch", "onnxruntime"]
     for rt in ("onnxruntime", "pytorch"):
         for model in ("freenet_tiny", "starnet_s050"):
             mine = [r for r in reports if r.runtime.name == rt and r.model.name == model]
