@@ -46,6 +46,8 @@ import android_api_stubs  # tests/android_api_stubs.py (pytest puts tests/ on sy
 from export.manifest import Artifact, Manifest, Reference, TensorSpec
 
 ROOT = Path(__file__).resolve().parents[1]
+# pytest-xdist (`make test`): every test of this file runs on one worker, in order (its setup script, JDK compiles and aggregator are module fixtures built once).
+pytestmark = pytest.mark.xdist_group("android")
 APP = ROOT / "android_app"
 CORE = APP / "bench-core"
 TOOLS = Path(os.environ.get("FREENET_TOOLS", Path.home() / ".cache" / "freenet-deploy")) / "android"
