@@ -23,7 +23,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.fixture(scope="session")
 def run_once(tmp_path_factory) -> Callable[[str, Callable[[Path], None]], Path]:
-    """`run_once(name, build) -> Path`: the directory `build(path)` filled, built by the first
+    """`run_once(name, build) -> Path`: the directory `build(path)` created, built by the first
     worker that asks and reused by the others (and by every later test of this run).
 
     The directory lives beside the workers' base temp dirs (the run's dir that xdist workers
@@ -39,7 +39,6 @@ def run_once(tmp_path_factory) -> Callable[[str, Callable[[Path], None]], Path]:
         with FileLock(str(shared / f"{name}.lock")):
             if not done.exists():
                 shutil.rmtree(out, ignore_errors=True)
-                out.mkdir()
                 build(out)
                 done.touch()
         return out

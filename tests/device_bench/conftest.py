@@ -84,6 +84,7 @@ def _start_postgres(out: Path) -> None:
     if proc.returncode != 0:
         pytest.fail(f"PostgreSQL is required for the storage tests: scripts/setup_postgres.sh failed "
                     f"(rc={proc.returncode}):\n{proc.stderr[-2000:]}")
+    out.mkdir()
     (out / "url").write_text(proc.stdout.strip().splitlines()[-1])
 
 
