@@ -46,6 +46,8 @@ import android_api_stubs  # tests/android_api_stubs.py (pytest puts tests/ on sy
 from export.manifest import Artifact, Manifest, Reference, TensorSpec
 
 ROOT = Path(__file__).resolve().parents[1]
+# pytest-xdist (`make test`): every test of this file runs on one worker, in order (its setup script, JDK compiles and aggregator are module fixtures built once).
+pytestmark = pytest.mark.xdist_group("android")
 APP = ROOT / "android_app"
 CORE = APP / "bench-core"
 TOOLS = Path(os.environ.get("FREENET_TOOLS", Path.home() / ".cache" / "freenet-deploy")) / "android"
@@ -251,7 +253,8 @@ def test_core_reports_reached_the_server_once(core_reports: dict[str, dict[str, 
                   timeout=10)
     assert r.status_code == 200, r.text
     body = r.json()
-    rows = body["reports"] if isinstance(body, dict) else body
+    rows = body["reports"]  # the list endpoint's one shape: {"reports": [...], "next_cursor": ...}
+    assert body["next_cursor"] is None, body  # all of them fit in one page of 50
     stored = sorted(row["run_id"] for row in rows)
     batch = core_reports["batch"]
     # The runner's reports and the batch test's (its 422 one is not stored) went up through

@@ -33,6 +33,8 @@ import pytest
 from device_bench.schema import parity_tolerance, parse_report
 
 ROOT = Path(__file__).resolve().parents[1]
+# pytest-xdist (`make test`): every test of this file runs on one worker, in order (the Swift chroot's package directory and .build are shared state).
+pytestmark = pytest.mark.xdist_group("ios")
 TOOLS = Path(os.environ.get("FREENET_TOOLS", Path.home() / ".cache" / "freenet-deploy"))
 CHROOT = TOOLS / "swift-chroot"
 SETUP = ROOT / "scripts" / "setup_swift.sh"

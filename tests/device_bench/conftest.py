@@ -45,18 +45,28 @@ def make_report_fixture():
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> str:
-    """URL of the real PostgreSQL server (FREENET_TEST_PG_URL, or started by the setup script)."""
+def host_bundle(run_once) -> Path:
+    """The host runner's bundle, exported once per test run and shared (read-only) by the runner,
+    process and worker tests: FreeNet-tiny and StarNet-S050 at 64 px, fp32, for ONNX Runtime CPU,
+    LiteRT (GPU target, also run on SwiftShader) and ExecuTorch XNNPACK."""
+    from export.api import ExportPlan, export_bundle
+
+    def build(out: Path) -> None:
+        m = export_bundle(ExportPlan(models=["freenet_tiny", "starnet_s050"], formats=["onnx", "tflite", "executorch"],
+                                     precisions=["fp32"], targets=["onnxruntime-cpu", "litert-gpu", "executorch-xnnpack"],
+                                     out_dir=out, on_existing="overwrite", input_size=64))
+        assert all(a.status == "ok" for a in m.artifacts), [a.error for a in m.artifacts]
+
+    return run_once("host_bundle", build)
+
+
+@pytest.fixture(scope="session")
+def pg_url(run_once) -> str:
+    """URL of the real PostgreSQL server (FREENET_TEST_PG_URL, or started by the setup script;
+    one xdist worker runs the script, the others wait for it and read the URL it printed)."""
     url = os.environ.get("FREENET_TEST_PG_URL")
     if not url:
-        try:
-            out = subprocess.run(["bash", str(PG_SCRIPT)], capture_output=True, text=True, timeout=600)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            pytest.fail(f"could not run {PG_SCRIPT} to start PostgreSQL: {exc}")
-        if out.returncode != 0:
-            pytest.fail(f"PostgreSQL is required for the storage tests: scripts/setup_postgres.sh failed "
-                        f"(rc={out.returncode}):\n{out.stderr[-2000:]}")
-        url = out.stdout.strip().splitlines()[-1]
+        url = (run_once("pg_url", _start_postgres) / "url").read_text()
     try:
         with psycopg.connect(_libpq(url), connect_timeout=5):
             pass
@@ -64,6 +74,18 @@ def pg_url() -> str:
         pytest.fail(f"cannot connect to PostgreSQL at {url} ({exc}); run scripts/setup_postgres.sh "
                     "or set FREENET_TEST_PG_URL")
     return url
+
+
+def _start_postgres(out: Path) -> None:
+    try:
+        proc = subprocess.run(["bash", str(PG_SCRIPT)], capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.fail(f"could not run {PG_SCRIPT} to start PostgreSQL: {exc}")
+    if proc.returncode != 0:
+        pytest.fail(f"PostgreSQL is required for the storage tests: scripts/setup_postgres.sh failed "
+                    f"(rc={proc.returncode}):\n{proc.stderr[-2000:]}")
+    out.mkdir()
+    (out / "url").write_text(proc.stdout.strip().splitlines()[-1])
 
 
 def _libpq(url: str) -> str:

@@ -11,16 +11,13 @@ import pytest
 import freenet  # noqa: F401
 from device_bench.runner import BenchPlan, pin_cpus, run_bench
 from device_bench.stats import compare_runs, stability
-from export.api import ExportPlan, export_bundle
 
 
-@pytest.fixture(scope="module")
-def onnx_bundle(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bundle")
-    m = export_bundle(ExportPlan(models=["freenet_tiny", "starnet_s050"], formats=["onnx"], precisions=["fp32"],
-                                 targets=["onnxruntime-cpu"], out_dir=out, on_existing="overwrite", input_size=64))
-    assert all(a.status == "ok" for a in m.artifacts), [a.error for a in m.artifacts]
-    return out
+@pytest.fixture
+def onnx_bundle(host_bundle) -> Path:
+    """The run's shared host bundle: its ONNX Runtime CPU artifacts of FreeNet-tiny and StarNet-S050
+    (one per model, as the runtime selects them) are what these tests measure."""
+    return host_bundle
 
 
 def test_each_artifact_is_measured_in_several_fresh_pinned_processes(onnx_bundle):

@@ -26,6 +26,8 @@ from device_bench.schema import CPU_ACCELERATORS, FP16_TOLERANCE, FP32_CPU_TOLER
 from device_bench.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
+# pytest-xdist (`make test`): every test of this file runs on one worker, in order (one bundle, one `make web` and one Chromium for the module).
+pytestmark = pytest.mark.xdist_group("web")
 WEB = ROOT / "web_app"
 SHOTS_ENV = os.environ.get("FREENET_SHOTS")  # keep the screenshots there (else in the test's tmp dir)
 SCHEMA = json.loads((ROOT / "device_bench/schema/report.schema.json").read_text())

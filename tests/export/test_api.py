@@ -25,11 +25,21 @@ def plan(tmp_path: Path, **kw) -> ExportPlan:
     return ExportPlan(**{**base, **kw})
 
 
-def test_bundle_is_complete_and_verified(tmp_path):
-    m = export_bundle(plan(tmp_path, formats=["onnx", "tflite", "executorch", "coreml"], precisions=["fp32", "fp16"]))
-    bundle = tmp_path / "bundle"
-    on_disk = Manifest.load(bundle / "manifest.json")
-    assert on_disk == m
+@pytest.fixture(scope="session")
+def every_format(run_once) -> Path:
+    """FreeNet-tiny in every format, default target and precision (10 artifacts), exported once per
+    run (run_once: shared by the xdist workers); the tests below only read it."""
+
+    def build(out: Path) -> None:
+        m = export_bundle(plan(out, formats=["onnx", "tflite", "executorch", "coreml"], precisions=["fp32", "fp16"], out_dir=out))
+        assert Manifest.load(out / "manifest.json") == m  # the manifest on disk is the one returned
+
+    return run_once("tiny_every_format", build)
+
+
+def test_bundle_is_complete_and_verified(every_format):
+    bundle = every_format
+    m = Manifest.load(bundle / "manifest.json")
     by = {(a.format, a.target, a.precision): a for a in m.artifacts}
     assert len(by) == 10  # 5 targets x 2 precisions
     for a in m.artifacts:
@@ -58,10 +68,13 @@ def test_bundle_is_complete_and_verified(tmp_path):
     assert out.shape == (1000,) and np.isfinite(out).all()
 
 
-def test_passes_visibly_matter_for_the_mobile_gpu(tmp_path):
-    on = export_bundle(plan(tmp_path, formats=["tflite"], out_dir=tmp_path / "on"))
-    off = export_bundle(plan(tmp_path, formats=["tflite"], passes=[], out_dir=tmp_path / "off"))
-    gpu = lambda m: next(c for c in m.artifacts[0].coverage if "gpu" in c.delegate.lower() and c.partitions is not None)  # noqa: E731
+def test_passes_visibly_matter_for_the_mobile_gpu(tmp_path, every_format):
+    """The same fp32 TFLite export with the default passes (from the shared bundle) and without any."""
+    on = next(a for a in Manifest.load(every_format / "manifest.json").artifacts if a.format == "tflite" and a.precision == "fp32")
+    assert [p.name for p in on.passes][:1] == ["fold_channel_permutation"]
+    (off,) = export_bundle(plan(tmp_path, formats=["tflite"], passes=[], out_dir=tmp_path / "off")).artifacts
+    assert (off.target, off.precision) == (on.target, "fp32") and "fold_channel_permutation" not in [p.name for p in off.passes]
+    gpu = lambda a: next(c for c in a.coverage if "gpu" in c.delegate.lower() and c.partitions is not None)  # noqa: E731
     assert gpu(on).full is True
     assert gpu(off).full is False
     assert any("rank" in u.lower() or "dimensions" in u.lower() or "RESHAPE" in u for u in gpu(off).unsupported + [json.dumps(gpu(off).detail)])
@@ -194,14 +207,13 @@ def test_committed_manifest_json_schema_is_current():
     assert committed == json_schema(), "regenerate: python -m export.manifest > export/schema/manifest.schema.json"
 
 
-def test_coreml_package_ships_as_one_stored_zip(tmp_path):
+def test_coreml_package_ships_as_one_stored_zip(every_format):
     import zipfile
 
-    m = export_bundle(plan(tmp_path, formats=["coreml"], precisions=["fp16"]))
-    a = m.artifacts[0]
+    (a,) = [a for a in Manifest.load(every_format / "manifest.json").artifacts if a.format == "coreml" and a.precision == "fp16"]
     assert a.status == "ok", a.error
     assert a.file.endswith(".mlpackage.zip")
-    path = tmp_path / "bundle" / a.file
+    path = every_format / a.file
     assert sha256_file(path) == a.sha256
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
