@@ -85,10 +85,10 @@ def export(req: ExportRequest) -> BackendResult:
     import torch
     from executorch.exir import to_edge_transform_and_lower
 
+    x = req.example_input
     model = req.model
     if not isinstance(model, torch.fx.GraphModule):  # an exported graph module refuses .eval()
         model.eval()
-    x = req.example_input
     quantized = req.target == "executorch-xnnpack" and req.precision == "int8"
     if quantized and req.calibration is not None and tuple(req.calibration.shape[1:]) != tuple(x.shape[1:]):
         raise ValueError(
@@ -101,7 +101,7 @@ def export(req: ExportRequest) -> BackendResult:
     ]
     with torch.no_grad():
         step = "PT2E quantization / torch.export" if quantized else "torch.export"
-        program = _stage(step, lambda: _exported_program(model, x, req, notes))
+        program = _stage(step, lambda: _exported_program(_exact_gelu_tanh(model, x, req.target, notes), x, req, notes))
         partitioner = _partitioner(req.target, req.precision, notes)
         with _capture_skip_reasons() as reasons:
             edge = _stage(
@@ -264,6 +264,38 @@ def _stage(name: str, fn):
             return fn()
     except Exception as e:  # noqa: BLE001 - every converter error must reach the status table
         raise RuntimeError(f"ExecuTorch {name} failed: {type(e).__name__}: {e}") from e
+
+
+# Targets whose delegate mishandles aten.gelu's `approximate="tanh"` (export/passes/decompose_gelu_tanh.py):
+# XNNPACK silently runs the erf GELU, Vulkan's SqueezeUnsqueezeInputs pass crashes on it.
+_GELU_TANH_BROKEN = ("executorch-xnnpack", "executorch-vulkan")
+
+
+def _exact_gelu_tanh(model: nn.Module, x: torch.Tensor, target: str, notes: list[str]) -> nn.Module:
+    """`model` with every tanh GELU spelled out in mul/add/tanh (exact) for the targets that need it;
+    `model` itself when there is none (every other model's program stays the shared, memoised one)."""
+    import torch
+
+    from ..passes import decompose_gelu_tanh
+    from ..steps import memo, tag
+
+    if target not in _GELU_TANH_BROKEN:
+        return model
+
+    def rewritten() -> tuple[nn.Module, int]:
+        gm = model if isinstance(model, torch.fx.GraphModule) else torch.export.export(model, (x,)).module()
+        if decompose_gelu_tanh.check(gm) is not None:
+            return model, 0
+        gm = copy.deepcopy(gm)
+        n = decompose_gelu_tanh.run(gm)
+        tag(gm)  # XNNPACK fp32 and both Vulkan precisions share its traced program (export.steps.memo)
+        return gm, n
+
+    out, n = memo(model, ("decompose_gelu_tanh", tuple(x.shape)), rewritten)
+    if n:
+        notes.append(f"decompose_gelu_tanh: {n} gelu(approximate='tanh') spelled out as mul/add/tanh (exact) because "
+                     f"ExecuTorch's {target} delegate mishandles the `approximate` argument.")
+    return out
 
 
 def _fp16_compute(model: nn.Module) -> nn.Module:
