@@ -101,7 +101,7 @@ def export(req: ExportRequest) -> BackendResult:
     ]
     with torch.no_grad():
         step = "PT2E quantization / torch.export" if quantized else "torch.export"
-        program = _stage(step, lambda: _exported_program(_exact_gelu_tanh(model, x, req.target, notes), x, req, notes))
+        program = _stage(step, lambda: _exported_program(_rewritten(model, x, req.target, req.precision, notes), x, req, notes))
         partitioner = _partitioner(req.target, req.precision, notes)
         with _capture_skip_reasons() as reasons:
             edge = _stage(
@@ -266,35 +266,49 @@ def _stage(name: str, fn):
         raise RuntimeError(f"ExecuTorch {name} failed: {type(e).__name__}: {e}") from e
 
 
-# Targets whose delegate mishandles aten.gelu's `approximate="tanh"` (export/passes/decompose_gelu_tanh.py):
-# XNNPACK silently runs the erf GELU, Vulkan's SqueezeUnsqueezeInputs pass crashes on it.
-_GELU_TANH_BROKEN = ("executorch-xnnpack", "executorch-vulkan")
+def _workarounds(target: str, precision: str) -> list:
+    """The rewrite passes (export/passes) this target's lowering needs, each exact.
+
+    decompose_gelu_tanh: XNNPACK's GeluVisitor drops gelu's `approximate="tanh"` (runs the erf GELU)
+    and Vulkan's SqueezeUnsqueezeInputs pass crashes on it. decompose_group_norm (XNNPACK fp32):
+    XNNPACK takes no GroupNorm and the portable kernel it falls back to is inaccurate (its module
+    docstring); fp16 is left alone (d * d may overflow fp16 where the portable kernel accumulates
+    in fp32), int8 too (the quantizer would annotate the new ops)."""
+    from ..passes import decompose_gelu_tanh, decompose_group_norm
+
+    passes = []
+    if target in ("executorch-xnnpack", "executorch-vulkan"):
+        passes.append(decompose_gelu_tanh)
+    if target == "executorch-xnnpack" and precision == "fp32":
+        passes.append(decompose_group_norm)
+    return passes
 
 
-def _exact_gelu_tanh(model: nn.Module, x: torch.Tensor, target: str, notes: list[str]) -> nn.Module:
-    """`model` with every tanh GELU spelled out in mul/add/tanh (exact) for the targets that need it;
-    `model` itself when there is none (every other model's program stays the shared, memoised one)."""
+def _rewritten(model: nn.Module, x: torch.Tensor, target: str, precision: str, notes: list[str]) -> nn.Module:
+    """`model` after this target's workaround passes, on a copy; `model` itself when none matches
+    (every other model's program stays the shared, memoised one)."""
     import torch
 
-    from ..passes import decompose_gelu_tanh
     from ..steps import memo, tag
 
-    if target not in _GELU_TANH_BROKEN:
+    passes = _workarounds(target, precision)
+    if not passes:
         return model
 
-    def rewritten() -> tuple[nn.Module, int]:
+    def rewrite() -> tuple[nn.Module, list[tuple[str, int]]]:
         gm = model if isinstance(model, torch.fx.GraphModule) else torch.export.export(model, (x,)).module()
-        if decompose_gelu_tanh.check(gm) is not None:
-            return model, 0
+        todo = [p for p in passes if p.check(gm) is None]
+        if not todo:
+            return model, []
         gm = copy.deepcopy(gm)
-        n = decompose_gelu_tanh.run(gm)
-        tag(gm)  # XNNPACK fp32 and both Vulkan precisions share its traced program (export.steps.memo)
-        return gm, n
+        done = [(p.NAME, p.run(gm)) for p in todo]
+        tag(gm)  # targets with the same passes share its traced program (export.steps.memo)
+        return gm, done
 
-    out, n = memo(model, ("decompose_gelu_tanh", tuple(x.shape)), rewritten)
-    if n:
-        notes.append(f"decompose_gelu_tanh: {n} gelu(approximate='tanh') spelled out as mul/add/tanh (exact) because "
-                     f"ExecuTorch's {target} delegate mishandles the `approximate` argument.")
+    out, done = memo(model, ("workarounds", tuple(p.NAME for p in passes), tuple(x.shape)), rewrite)
+    for name, n in done:
+        notes.append(f"{name}: {n} site(s) rewritten (exact) for ExecuTorch's {target} delegate "
+                     "(export/passes/" + name + ".py says why).")
     return out
 
 

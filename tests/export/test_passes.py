@@ -15,6 +15,7 @@ from export.passes import (
     ALL_PASSES,
     RewritePass,
     decompose_gelu_tanh,
+    decompose_group_norm,
     decompose_hardswish,
     fold_batchnorm,
     fold_channel_permutation,
@@ -94,6 +95,7 @@ GRAPH_CASES = [
     (mean_keepdim, Pools, {"aten.adaptive_avg_pool2d.default"}, "aten.mean.dim"),
     (decompose_hardswish, lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.Hardswish(), nn.Hardsigmoid()), {"aten.hardswish.default", "aten.hardsigmoid.default"}, "aten.clamp.default"),
     (decompose_gelu_tanh, lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.GELU(approximate="tanh")), {"aten.gelu.default"}, "aten.tanh.default"),
+    (decompose_group_norm, lambda: nn.Sequential(nn.Conv2d(3, 8, 1), nn.GroupNorm(1, 8), nn.Conv2d(8, 8, 1), nn.GroupNorm(4, 8)), {"aten.group_norm.default"}, "aten.rsqrt.default"),
     (fold_batchnorm, ConvBNs, {"aten.batch_norm.default"}, "aten.conv2d.default"),
     (fold_batchnorm, BNHead, {"aten.batch_norm.default"}, "aten.linear.default"),
 ]
@@ -125,11 +127,12 @@ NO_MATCH_REASONS = {
     mean_keepdim: "no adaptive_avg_pool2d",
     decompose_hardswish: "no hardswish",
     decompose_gelu_tanh: "no gelu",
+    decompose_group_norm: "no group_norm",
     fold_batchnorm: "no batch_norm",
 }
 
 
-@pytest.mark.parametrize("pass_", [split_to_slice, mean_keepdim, decompose_hardswish, decompose_gelu_tanh, fold_batchnorm], ids=lambda p: p.NAME)
+@pytest.mark.parametrize("pass_", [split_to_slice, mean_keepdim, decompose_hardswish, decompose_gelu_tanh, decompose_group_norm, fold_batchnorm], ids=lambda p: p.NAME)
 def test_graph_pass_no_match(pass_):
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
     gm = exported(model)
