@@ -1,7 +1,8 @@
 """ExecuTorch export: one `.pte` per target (XNNPACK CPU, Vulkan mobile GPU, Core ML), with its delegation.
 
 This module owns the ExecuTorch flow of `examples/xnnpack/aot_compiler.py` as a short linear script,
-`torch.export.export` -> (PT2E int8 quantization for XNNPACK) -> `to_edge_transform_and_lower` with
+(the exact rewrite passes the target's delegate needs, `_workarounds`) -> `torch.export.export` ->
+(PT2E int8 quantization for XNNPACK) -> `to_edge_transform_and_lower` with
 the target's partitioner -> `to_executorch` -> `.pte`, and the evidence of how much of the graph the
 target's delegate took: delegated vs non-delegated compute nodes, the number of delegate subgraphs,
 and the partitioner's own reason for every node it left out. Only XNNPACK programs run here (the pip
@@ -85,10 +86,10 @@ def export(req: ExportRequest) -> BackendResult:
     import torch
     from executorch.exir import to_edge_transform_and_lower
 
-    x = req.example_input
     model = req.model
     if not isinstance(model, torch.fx.GraphModule):  # an exported graph module refuses .eval()
         model.eval()
+    x = req.example_input
     quantized = req.target == "executorch-xnnpack" and req.precision == "int8"
     if quantized and req.calibration is not None and tuple(req.calibration.shape[1:]) != tuple(x.shape[1:]):
         raise ValueError(
