@@ -1,7 +1,8 @@
 """ExecuTorch export: one `.pte` per target (XNNPACK CPU, Vulkan mobile GPU, Core ML), with its delegation.
 
 This module owns the ExecuTorch flow of `examples/xnnpack/aot_compiler.py` as a short linear script,
-`torch.export.export` -> (PT2E int8 quantization for XNNPACK) -> `to_edge_transform_and_lower` with
+(the exact rewrite passes the target's delegate needs, `_workarounds`) -> `torch.export.export` ->
+(PT2E int8 quantization for XNNPACK) -> `to_edge_transform_and_lower` with
 the target's partitioner -> `to_executorch` -> `.pte`, and the evidence of how much of the graph the
 target's delegate took: delegated vs non-delegated compute nodes, the number of delegate subgraphs,
 and the partitioner's own reason for every node it left out. Only XNNPACK programs run here (the pip
@@ -101,7 +102,7 @@ def export(req: ExportRequest) -> BackendResult:
     ]
     with torch.no_grad():
         step = "PT2E quantization / torch.export" if quantized else "torch.export"
-        program = _stage(step, lambda: _exported_program(model, x, req, notes))
+        program = _stage(step, lambda: _exported_program(_rewritten(model, x, req.target, req.precision, notes), x, req, notes))
         partitioner = _partitioner(req.target, req.precision, notes)
         with _capture_skip_reasons() as reasons:
             edge = _stage(
@@ -264,6 +265,52 @@ def _stage(name: str, fn):
             return fn()
     except Exception as e:  # noqa: BLE001 - every converter error must reach the status table
         raise RuntimeError(f"ExecuTorch {name} failed: {type(e).__name__}: {e}") from e
+
+
+def _workarounds(target: str, precision: str) -> list:
+    """The rewrite passes (export/passes) this target's lowering needs, each exact.
+
+    decompose_gelu_tanh: XNNPACK's GeluVisitor drops gelu's `approximate="tanh"` (runs the erf GELU)
+    and Vulkan's SqueezeUnsqueezeInputs pass crashes on it. decompose_group_norm (XNNPACK fp32):
+    XNNPACK takes no GroupNorm and the portable kernel it falls back to is inaccurate (its module
+    docstring); fp16 is left alone (d * d may overflow fp16 where the portable kernel accumulates
+    in fp32), int8 too (the quantizer would annotate the new ops)."""
+    from ..passes import decompose_gelu_tanh, decompose_group_norm
+
+    passes = []
+    if target in ("executorch-xnnpack", "executorch-vulkan"):
+        passes.append(decompose_gelu_tanh)
+    if target == "executorch-xnnpack" and precision == "fp32":
+        passes.append(decompose_group_norm)
+    return passes
+
+
+def _rewritten(model: nn.Module, x: torch.Tensor, target: str, precision: str, notes: list[str]) -> nn.Module:
+    """`model` after this target's workaround passes, on a copy; `model` itself when none matches
+    (every other model's program stays the shared, memoised one)."""
+    import torch
+
+    from ..steps import memo, tag
+
+    passes = _workarounds(target, precision)
+    if not passes:
+        return model
+
+    def rewrite() -> tuple[nn.Module, list[tuple[str, int]]]:
+        gm = model if isinstance(model, torch.fx.GraphModule) else torch.export.export(model, (x,)).module()
+        todo = [p for p in passes if p.check(gm) is None]
+        if not todo:
+            return model, []
+        gm = copy.deepcopy(gm)
+        done = [(p.NAME, p.run(gm)) for p in todo]
+        tag(gm)  # targets with the same passes share its traced program (export.steps.memo)
+        return gm, done
+
+    out, done = memo(model, ("workarounds", tuple(p.NAME for p in passes), tuple(x.shape)), rewrite)
+    for name, n in done:
+        notes.append(f"{name}: {n} site(s) rewritten (exact) for ExecuTorch's {target} delegate "
+                     "(export/passes/" + name + ".py says why).")
+    return out
 
 
 def _fp16_compute(model: nn.Module) -> nn.Module:

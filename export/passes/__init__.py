@@ -6,7 +6,8 @@ after`), `check(obj) -> str | None` (why it does not match, None when it will) a
 - module passes rewrite the `nn.Module` in place (they need the model's structure):
   fold_channel_permutation (the model's own `FreeNet.to_contiguous_layout()`), merge_branch_convs;
 - graph passes rewrite the ATen graph of `torch.export.export(model).module()` in place:
-  split_to_slice, mean_keepdim, decompose_hardswish, fold_batchnorm.
+  split_to_slice, mean_keepdim, decompose_hardswish, decompose_gelu_tanh, decompose_group_norm,
+  fold_batchnorm.
 `prepare()` runs a selection and reports what each did, and why a pass that rewrote nothing did not
 match.
 """
@@ -20,7 +21,7 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 from torch import fx, nn
 
-from . import decompose_hardswish, fold_batchnorm, fold_channel_permutation, mean_keepdim, merge_branch_convs, split_to_slice
+from . import decompose_gelu_tanh, decompose_group_norm, decompose_hardswish, fold_batchnorm, fold_channel_permutation, mean_keepdim, merge_branch_convs, split_to_slice
 
 
 
@@ -40,9 +41,11 @@ class RewritePass(Protocol):
 
 
 MODULE_PASSES: list[RewritePass] = [fold_channel_permutation, merge_branch_convs]
-GRAPH_PASSES: list[RewritePass] = [split_to_slice, mean_keepdim, decompose_hardswish, fold_batchnorm]
+GRAPH_PASSES: list[RewritePass] = [split_to_slice, mean_keepdim, decompose_hardswish, decompose_gelu_tanh, decompose_group_norm, fold_batchnorm]
 ALL_PASSES = {p.NAME: p for p in MODULE_PASSES + GRAPH_PASSES}
-# merge_branch_convs stays off unless the benchmark shows it is not slower (bench_passes.py)
+# merge_branch_convs stays off unless the benchmark shows it is not slower (bench_passes.py);
+# decompose_gelu_tanh and decompose_group_norm are ExecuTorch workarounds that the ExecuTorch backend
+# applies itself, per target (other formats run these ops as one op, correctly)
 DEFAULT_PASSES: tuple[str, ...] = ("fold_channel_permutation", "split_to_slice", "mean_keepdim", "decompose_hardswish", "fold_batchnorm")
 
 

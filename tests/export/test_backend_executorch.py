@@ -18,8 +18,10 @@ from torch import nn
 
 from export.backends import executorch as et
 from export.backends.base import ExportRequest, NotRunnableHere
+from export.manifest import TOLERANCE
 from export.passes import prepare
 from freenet import create_model
+from freenet.layers import ShiftNeck
 
 FP32_TOL = 1e-4  # max abs diff relative to the output scale
 FP16_TOL = 1e-2
@@ -129,6 +131,52 @@ def test_int8_calibration_of_the_wrong_size_is_refused(tmp_path):
     with pytest.raises(ValueError, match="resize them to the export resolution"):
         _export(model, torch.randn(1, 3, 16, 16), tmp_path, "executorch-xnnpack", "int8",
                 calibration=torch.randn(2, 3, 8, 8))
+
+
+def test_xnnpack_runs_the_tanh_gelu_not_the_erf_gelu(tmp_path):
+    # ExecuTorch's XNNPACK GeluVisitor drops `approximate`: lowered as is, this .pte runs the erf GELU,
+    # 4.7e-4 off where the two differ most (|x| = 2.7), 1.7e-4 of the output's range: over the fp32 rule.
+    x = torch.linspace(-2.7, 2.7, 1024).reshape(1, 4, 16, 16)
+    model = nn.GELU(approximate="tanh")
+    for precision in ("fp32", "fp16"):
+        res = _export(model, x, tmp_path, "executorch-xnnpack", precision)
+        rel = _rel(et.FORMAT.open(res.path, "executorch-xnnpack").infer(x.numpy()), model(x))
+        assert rel <= TOLERANCE[precision], (precision, rel)
+        assert any("decompose_gelu_tanh: 1 site" in n for n in res.notes)
+        assert (res.coverage[0].partitions, res.coverage[0].unsupported) == (1, [])
+
+
+def test_vulkan_lowers_a_tanh_gelu_on_a_pooled_tensor(tmp_path):
+    # FreeNet's ShiftNeck runs its activation on a [1, C, 1, 1] mean; Vulkan's SqueezeUnsqueezeInputs
+    # pass forwarded gelu's `approximate="tanh"` to view_copy and the lowering failed.
+    torch.manual_seed(0)
+    neck = ShiftNeck(16, reduction=4, act="gelu_tanh").eval()
+    res = _export(neck, torch.randn(1, 16, 8, 8), tmp_path, "executorch-vulkan", "fp32")
+    cov = res.coverage[0]
+    assert (cov.partitions, cov.full) == (1, True), cov.unsupported
+    assert "aten::tanh" in cov.detail["delegated_by_op"] and "aten::gelu" not in cov.detail["delegated_by_op"]
+
+
+@pytest.mark.parametrize("groups", [1, 8])
+def test_xnnpack_fp32_group_norm_is_delegated_and_accurate(tmp_path, groups):
+    # the portable native_group_norm kernel XNNPACK left GroupNorm to was 2.5e-4 of the range off
+    # eager on this input (mean 10), over the fp32 rule, and a graph break
+    torch.manual_seed(0)
+    norm = nn.GroupNorm(groups, 96)
+    nn.init.normal_(norm.weight), nn.init.normal_(norm.bias)
+    x = torch.randn(1, 96, 56, 56) + 10
+    res = _export(norm.eval(), x, tmp_path, "executorch-xnnpack", "fp32")
+    rel = _rel(et.FORMAT.open(res.path, "executorch-xnnpack").infer(x.numpy()), norm(x))
+    assert rel <= TOLERANCE["fp32"] / 10, rel
+    assert (res.coverage[0].partitions, res.coverage[0].full) == (1, True), res.coverage[0].unsupported
+    assert any("decompose_group_norm: 1 site" in n for n in res.notes)
+
+
+def test_erf_gelu_programs_are_not_rewritten(tmp_path):
+    x = torch.randn(1, 4, 8, 8)
+    res = _export(nn.GELU().eval(), x, tmp_path, "executorch-xnnpack", "fp32")
+    assert not any("decompose_gelu_tanh" in n for n in res.notes)
+    assert "aten::gelu" in res.coverage[0].detail["delegated_by_op"]
 
 
 @pytest.mark.slow

@@ -14,6 +14,8 @@ import freenet  # noqa: F401
 from export.passes import (
     ALL_PASSES,
     RewritePass,
+    decompose_gelu_tanh,
+    decompose_group_norm,
     decompose_hardswish,
     fold_batchnorm,
     fold_channel_permutation,
@@ -92,6 +94,8 @@ GRAPH_CASES = [
     (split_to_slice, Splitter, {"aten.split_with_sizes.default", "aten.chunk.default"}, "aten.slice.Tensor"),
     (mean_keepdim, Pools, {"aten.adaptive_avg_pool2d.default"}, "aten.mean.dim"),
     (decompose_hardswish, lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.Hardswish(), nn.Hardsigmoid()), {"aten.hardswish.default", "aten.hardsigmoid.default"}, "aten.clamp.default"),
+    (decompose_gelu_tanh, lambda: nn.Sequential(nn.Conv2d(3, 4, 1), nn.GELU(approximate="tanh")), {"aten.gelu.default"}, "aten.tanh.default"),
+    (decompose_group_norm, lambda: nn.Sequential(nn.Conv2d(3, 8, 1), nn.GroupNorm(1, 8), nn.Conv2d(8, 8, 1), nn.GroupNorm(4, 8)), {"aten.group_norm.default"}, "aten.rsqrt.default"),
     (fold_batchnorm, ConvBNs, {"aten.batch_norm.default"}, "aten.conv2d.default"),
     (fold_batchnorm, BNHead, {"aten.batch_norm.default"}, "aten.linear.default"),
 ]
@@ -122,11 +126,13 @@ NO_MATCH_REASONS = {
     split_to_slice: "no split",
     mean_keepdim: "no adaptive_avg_pool2d",
     decompose_hardswish: "no hardswish",
+    decompose_gelu_tanh: "no gelu",
+    decompose_group_norm: "no group_norm",
     fold_batchnorm: "no batch_norm",
 }
 
 
-@pytest.mark.parametrize("pass_", [split_to_slice, mean_keepdim, decompose_hardswish, fold_batchnorm], ids=lambda p: p.NAME)
+@pytest.mark.parametrize("pass_", [split_to_slice, mean_keepdim, decompose_hardswish, decompose_gelu_tanh, decompose_group_norm, fold_batchnorm], ids=lambda p: p.NAME)
 def test_graph_pass_no_match(pass_):
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
     gm = exported(model)
@@ -134,6 +140,24 @@ def test_graph_pass_no_match(pass_):
     assert NO_MATCH_REASONS[pass_] in pass_.check(gm)
     assert pass_.run(gm) == 0
     assert ops(gm) == before
+
+
+def test_decompose_gelu_tanh_leaves_the_erf_gelu_alone():
+    # the erf GELU is a different function: spelling it with tanh would change the model
+    gm = exported(nn.Sequential(nn.Conv2d(3, 4, 1), nn.GELU(), nn.GELU(approximate="tanh")))
+    assert decompose_gelu_tanh.run(gm) == 1
+    assert ops(gm)["aten.gelu.default"] == 1
+    assert "only the erf gelu" in decompose_gelu_tanh.check(gm)
+
+
+def test_decompose_gelu_tanh_is_exact_where_the_two_gelus_differ_most():
+    # |gelu_erf - gelu_tanh| peaks at 4.7e-4 near |x| = 2.7: the rewrite must match the tanh GELU there
+    x = torch.linspace(-6, 6, 4802).reshape(1, 1, 49, 98)
+    model = nn.GELU(approximate="tanh")
+    gm = exported(nn.Sequential(model), x)
+    decompose_gelu_tanh.run(gm)
+    with torch.no_grad():
+        torch.testing.assert_close(gm(x), model(x), rtol=0, atol=1e-6)
 
 
 def test_every_pass_follows_the_one_contract():
