@@ -40,7 +40,7 @@ from .manifest import Artifact
 # one export peaks at ~3.7 GB resident (litert-torch and ExecuTorch lowering a 224 px model)
 PEAK_BYTES_PER_WORKER = 3.7e9
 
-# Test hook, documented in docs/export-scaling.md: FREENET_EXPORT_FAULT="<artifact id>[:once:<marker file>],..."
+# Test hook, documented in docs/export-scaling.md: FREENET_EXPORT_FAULT="<artifact id>[:once:<marker file>|:hang],..."
 # makes the worker that picks that artifact kill itself with SIGKILL (once: only while the marker file
 # does not exist, which it creates first), to prove a dead worker never loses an artifact.
 FAULT_ENV = "FREENET_EXPORT_FAULT"
@@ -95,6 +95,9 @@ def _fault(art_id: str) -> None:
         target, _, rest = spec.partition(":")
         if target != art_id:
             continue
+        if rest == "hang":  # a conversion that never ends: the test interrupts the export while it runs
+            while True:
+                time.sleep(60)
         if rest.startswith("once:"):
             marker = Path(rest[len("once:"):])
             if marker.exists():

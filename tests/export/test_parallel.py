@@ -101,16 +101,22 @@ def test_ctrl_c_leaves_no_half_written_file(tmp_path):
     code = ("import sys; from export.api import ExportPlan, export_bundle; "
             f"export_bundle(ExportPlan(models=['freenet_tiny'], formats=['onnx', 'tflite'], out_dir={str(bundle)!r}, "
             f"input_size={SIZE}), workers=2)")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    # one conversion never ends (test hook), so the interrupt lands while the export certainly runs:
+    # waiting for a staged file alone raced the end of a fast export (CI: the SIGINT arrived while the
+    # finished process was shutting down, exit code 0)
+    hang = "freenet_tiny.tflite.litert-gpu.fp16"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "FREENET_EXPORT_FAULT": f"{hang}:hang"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 600
-    # interrupt while conversions run: after a worker staged something, before all four are in
+    # interrupt after the other three are in the bundle, while the fourth is converting
     while time.time() < deadline:
-        staged = list((bundle / ".staging").rglob("*")) if (bundle / ".staging").exists() else []
-        if staged or proc.poll() is not None:
+        done = Manifest.load(bundle / "manifest.json").artifacts if (bundle / "manifest.json").exists() else []
+        if len(done) >= 3 or proc.poll() is not None:
             break
         time.sleep(0.2)
     assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+    assert hang not in {a.id for a in done}
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
     out = proc.communicate(timeout=120)[0].decode()
     assert proc.returncode != 0 and "KeyboardInterrupt" in out, out[-2000:]
