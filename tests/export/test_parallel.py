@@ -98,12 +98,14 @@ def test_a_killed_worker_fails_only_its_artifact(tmp_path, monkeypatch):
 
 def test_ctrl_c_leaves_no_half_written_file(tmp_path):
     bundle = tmp_path / "bundle"
-    code = ("import sys; from export.api import ExportPlan, export_bundle; "
+    # a terminal's default Ctrl-C handling: a test run started in the background (`cmd &` in a script,
+    # as CI was once) hands its children SIGINT ignored, and Python then installs no handler
+    code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from export.api import ExportPlan, export_bundle; "
             f"export_bundle(ExportPlan(models=['freenet_tiny'], formats=['onnx', 'tflite'], out_dir={str(bundle)!r}, "
             f"input_size={SIZE}), workers=2)")
-    # one conversion never ends (test hook), so the interrupt lands while the export certainly runs:
-    # waiting for a staged file alone raced the end of a fast export (CI: the SIGINT arrived while the
-    # finished process was shutting down, exit code 0)
+    # one conversion never ends (test hook), so the interrupt lands while the export certainly runs,
+    # not after a fast export already finished
     hang = "freenet_tiny.tflite.litert-gpu.fp16"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO), "FREENET_EXPORT_FAULT": f"{hang}:hang"},
@@ -115,10 +117,15 @@ def test_ctrl_c_leaves_no_half_written_file(tmp_path):
         if len(done) >= 3 or proc.poll() is not None:
             break
         time.sleep(0.2)
-    assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
-    assert hang not in {a.id for a in done}
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
-    out = proc.communicate(timeout=120)[0].decode()
+    try:
+        assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+        assert hang not in {a.id for a in done}
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+        out = proc.communicate(timeout=120)[0].decode()
+    finally:  # never leave the hanging export behind when an assertion fails
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode != 0 and "KeyboardInterrupt" in out, out[-2000:]
     m = Manifest.load(bundle / "manifest.json") if (bundle / "manifest.json").exists() else Manifest(bundle_id="-")
     assert len(m.artifacts) < 4
