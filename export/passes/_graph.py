@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import fx
@@ -42,6 +42,25 @@ def add_constant(gm: fx.GraphModule, base: str, value: torch.Tensor, before: fx.
     gm.register_parameter(name, torch.nn.Parameter(value.detach().clone(), requires_grad=False))
     with gm.graph.inserting_before(before):
         return gm.graph.get_attr(name)
+
+
+def replace_by(gm: fx.GraphModule, node: fx.Node, build: Callable[[Callable[..., fx.Node]], fx.Node],
+               drop_meta: tuple[str, ...] = ()) -> None:
+    """Replace `node` by the ops `build(op)` emits just before it (`op(target, *args)` adds one
+    call_function node, `build` returns the one that takes node's place); every new node carries
+    node's meta except the keys in `drop_meta`."""
+    new: list[fx.Node] = []
+
+    def op(target, *args) -> fx.Node:
+        new.append(gm.graph.call_function(target, args))
+        return new[-1]
+
+    with gm.graph.inserting_before(node):
+        out = build(op)
+    for m in new:
+        m.meta = {k: v for k, v in node.meta.items() if k not in drop_meta}
+    node.replace_all_uses_with(out)
+    gm.graph.erase_node(node)
 
 
 def finish(gm: fx.GraphModule) -> None:

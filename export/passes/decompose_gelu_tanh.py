@@ -14,7 +14,7 @@ import math
 
 from torch import fx
 
-from ._graph import aten, finish, nodes_calling
+from ._graph import aten, finish, nodes_calling, replace_by
 
 NAME = "decompose_gelu_tanh"
 KIND = "graph"
@@ -35,26 +35,17 @@ def check(gm: fx.GraphModule) -> str | None:
 
 
 def run(gm: fx.GraphModule) -> int:
-    count = 0
-    g = gm.graph
-    for node in _sites(gm):
+    sites = _sites(gm)
+    for node in sites:
         x = node.args[0]
-        new: list[fx.Node] = []
 
-        def op(target, *args) -> fx.Node:
-            new.append(g.call_function(target, args))
-            return new[-1]
-
-        with g.inserting_before(node):
+        def build(op) -> fx.Node:
             x3 = op(aten.mul.Tensor, op(aten.mul.Tensor, x, x), x)
             inner = op(aten.add.Tensor, x, op(aten.mul.Tensor, x3, 0.044715))
             t = op(aten.tanh.default, op(aten.mul.Tensor, inner, SQRT_2_OVER_PI))
-            out = op(aten.mul.Tensor, op(aten.mul.Tensor, x, 0.5), op(aten.add.Tensor, t, 1.0))
-        for n in new:
-            n.meta = dict(node.meta)
-        node.replace_all_uses_with(out)
-        g.erase_node(node)
-        count += 1
-    if count:
+            return op(aten.mul.Tensor, op(aten.mul.Tensor, x, 0.5), op(aten.add.Tensor, t, 1.0))
+
+        replace_by(gm, node, build)
+    if sites:
         finish(gm)
-    return count
+    return len(sites)

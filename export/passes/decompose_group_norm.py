@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch import fx
 
-from ._graph import aten, finish, nodes_calling, shape_of
+from ._graph import aten, finish, nodes_calling, replace_by, shape_of
 
 NAME = "decompose_group_norm"
 KIND = "graph"
@@ -43,25 +43,19 @@ def check(gm: fx.GraphModule) -> str | None:
 
 
 def run(gm: fx.GraphModule) -> int:
-    count = 0
-    g = gm.graph
-    for node in _sites(gm):
+    sites = _sites(gm)
+    for node in sites:
         x, groups = node.args[0], int(node.args[1])
         weight = node.args[2] if len(node.args) > 2 else node.kwargs.get("weight")
         bias = node.args[3] if len(node.args) > 3 else node.kwargs.get("bias")
         eps = float(node.args[4] if len(node.args) > 4 else node.kwargs.get("eps", 1e-5))
         n, c, h, w = shape_of(x)
-        new: list[fx.Node] = []
 
-        def op(target, *args) -> fx.Node:
-            new.append(g.call_function(target, args))
-            return new[-1]
+        def build(op) -> fx.Node:
+            def group_mean(t: fx.Node) -> fx.Node:  # [N, C, H, W] -> [N, G, 1, 1], per channel first
+                per_channel = op(aten.mean.dim, t, [2, 3], True)
+                return op(aten.mean.dim, op(aten.view.default, per_channel, [n, groups, c // groups, 1]), [2, 3], True)
 
-        def group_mean(t: fx.Node) -> fx.Node:  # [N, C, H, W] -> [N, G, 1, 1], per channel first
-            per_channel = op(aten.mean.dim, t, [2, 3], True)
-            return op(aten.mean.dim, op(aten.view.default, per_channel, [n, groups, c // groups, 1]), [2, 3], True)
-
-        with g.inserting_before(node):
             grouped = [n, groups, c // groups, h * w]
             d = op(aten.sub.Tensor, op(aten.view.default, x, grouped), group_mean(x))
             sq = op(aten.view.default, op(aten.mul.Tensor, d, d), [n, c, h, w])
@@ -71,11 +65,10 @@ def run(gm: fx.GraphModule) -> int:
                 out = op(aten.mul.Tensor, out, op(aten.view.default, weight, [1, c, 1, 1]))
             if bias is not None:
                 out = op(aten.add.Tensor, out, op(aten.view.default, bias, [1, c, 1, 1]))
-        for m in new:  # no "val": the shapes differ from the group_norm's output (the backend re-traces)
-            m.meta = {k: v for k, v in node.meta.items() if k not in ("val", "tensor_meta")}
-        node.replace_all_uses_with(out)
-        g.erase_node(node)
-        count += 1
-    if count:
+            return out
+
+        # no "val": the shapes differ from the group_norm's output (the backend re-traces)
+        replace_by(gm, node, build, drop_meta=("val", "tensor_meta"))
+    if sites:
         finish(gm)
-    return count
+    return len(sites)
