@@ -5,7 +5,7 @@ compared with the same model on its best runtime of the same device: a ratio bel
 `ANOMALY_THRESHOLD` means the runtime, not the model, sets the speed (StarNet-S4 at 61 GFLOP/s on
 XNNPACK against 202 on ONNX Runtime on this x86 host), so a latency ratio against that model is a
 statement about the runtime. The op responsible is found by a per-op profile of the artifact in the
-affected runtime and in the best one — ONNX Runtime's profiler, ExecuTorch's ETDump (XNNPACK emits
+affected runtime and in the best one (each host runtime's `profile_ops`, device_bench/runtimes) — ONNX Runtime's profiler, ExecuTorch's ETDump (XNNPACK emits
 one event per XNNPACK operator), and for LiteRT, which has no profiler in its Python package, each
 op of the .tflite cut out into a one-op model (same tensors, same weights) and timed through the
 interpreter's default XNNPACK delegate. Op labels are shared across runtimes ("depthwise Conv 7x7",
@@ -15,10 +15,7 @@ best runtime. `benchmarks/bench_ops.py` then times that op alone on every host r
 
 from __future__ import annotations
 
-import json
 import re
-import tempfile
-import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -160,53 +157,11 @@ def blame(affected: OpProfile, best: OpProfile | None, profiler: str) -> Blame |
 
 
 # ---------------------------------------------------------------------------------------------
-# per-op profilers (one artifact, one thread, the bundle's reference input)
+# op labels shared by the per-op profilers (each host runtime's `profile_ops`, device_bench/runtimes)
 
 
-def _conv_label(depthwise: bool, kernel: Iterable[int]) -> str:
+def conv_label(depthwise: bool, kernel: Iterable[int]) -> str:
     return f"{'depthwise Conv' if depthwise else 'Conv'} {'x'.join(str(int(k)) for k in kernel)}"
-
-
-def _ort_label(args: dict) -> str:
-    """Label a profiled ORT kernel from its input shapes: layout transforms rename and fuse nodes
-    (conv2d_2_nchwc, FusedConv), but a Conv's weight [O, I/group, kh, kw] says what it is."""
-    op = args.get("op_name", "?")
-    shapes = [next(iter(t.values())) for t in args.get("input_type_shape", [])]
-    if op in ("Conv", "FusedConv") and len(shapes) >= 2 and len(shapes[1]) == 4:
-        w, c_in = shapes[1], shapes[0][1] if len(shapes[0]) > 1 else None
-        return _conv_label(w[1] == 1 and w[0] == c_in and c_in > 1, w[2:])
-    return op
-
-
-def profile_onnx(path: Path, x: np.ndarray, runs: int = 20) -> OpProfile:
-    """ONNX Runtime's profiler (SessionOptions.enable_profiling): kernel time per node, labelled."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
-    so.enable_profiling = True
-    with tempfile.TemporaryDirectory() as tmp:
-        so.profile_file_prefix = str(Path(tmp) / "ort")
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-        for _ in range(runs):
-            sess.run(None, {name: x})
-        events = json.loads(Path(sess.end_profiling()).read_text())
-    out: OpProfile = defaultdict(float)
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            out[_ort_label(e["args"])] += e["dur"] / runs / 1e3
-    return dict(out)
-
-
-def _xnnpack_label(event: str) -> str:
-    """ExecuTorch XNNPACK event names ("Fully Connected (NC, F32) GEMM #3") -> shared labels."""
-    name = re.sub(r"\s*#\d+$", "", event)
-    if name.startswith("Convolution"):
-        return "depthwise Conv" if "DWConv" in name else "Conv"
-    if name.startswith("Fully Connected"):
-        return "Conv 1x1"  # pointwise convolutions are lowered to GEMMs (NHWC)
-    return name.split(" (")[0]
 
 
 def onnx_conv_labels(path: Path) -> list[str]:
@@ -223,97 +178,16 @@ def onnx_conv_labels(path: Path) -> list[str]:
             w = inits[n.input[1]]
             group = next((a.i for a in n.attribute if a.name == "group"), 1)
             if list(w[2:]) != [1, 1]:
-                out.append(_conv_label(group > 1 and group == w[0] and w[1] == 1, w[2:]))
+                out.append(conv_label(group > 1 and group == w[0] and w[1] == 1, w[2:]))
     return out
 
 
-def profile_executorch(path: Path, x: np.ndarray, runs: int = 20, conv_labels: list[str] | None = None) -> OpProfile:
-    """ExecuTorch's ETDump (Program enable_etdump) read with devtools' Inspector: the XNNPACK
-    delegate reports one event per XNNPACK operator; medians per event, summed per label.
-    `conv_labels` (from `onnx_conv_labels` of the same model) names the Convolution events in
-    order when their count matches; otherwise they stay "Conv"/"depthwise Conv"."""
-    import warnings
+def profiling_runtime(report_name: str):
+    """The host runtime (device_bench.runtimes) that profiles ops for reports named `report_name`,
+    or None when no host runtime of that name has a per-op profiler."""
+    from .runtimes import RUNTIMES
 
-    import torch
-    from executorch.devtools import Inspector
-    from executorch.extension.pybindings import portable_lib
-    from executorch.runtime import Runtime
-
-    portable_lib._unsafe_reset_threadpool(1)
-    prog = Runtime.get().load_program(str(path), enable_etdump=True)
-    method = prog.load_method("forward")
-    t = torch.from_numpy(x)
-    for _ in range(runs):
-        method.execute([t])
-    with tempfile.TemporaryDirectory() as tmp:
-        etdump = Path(tmp) / "run.etdp"
-        prog.write_etdump_result_to_file(str(etdump), str(Path(tmp) / "debug.bin"))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            df = Inspector(etdump_path=str(etdump)).to_dataframe()
-    events = [(n, float(np.median(r))) for n, r, d in zip(df["event_name"], df["raw"], df["is_delegated_op"]) if d and len(r)
-              and n != "DELEGATE_CALL"]  # DELEGATE_CALL wraps the whole XNNPACK subgraph
-    convs = [i for i, (n, _) in enumerate(events) if n.startswith("Convolution")]
-    names = {i: lab for i, lab in zip(convs, conv_labels)} if conv_labels and len(conv_labels) == len(convs) else {}
-    out: OpProfile = defaultdict(float)
-    for i, (n, ms) in enumerate(events):
-        out[names.get(i) or _xnnpack_label(n)] += ms
-    return dict(out)
-
-
-def _tflite_label(model, op) -> str:
-    from ai_edge_litert.tools import flatbuffer_utils as fb
-
-    name = fb.opcode_to_name(model, op.opcodeIndex) or "?"
-    if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-        w = model.subgraphs[0].tensors[op.inputs[1]].shape  # OHWI / 1HWC
-        return _conv_label(name == "DEPTHWISE_CONV_2D", list(w[1:3]))
-    if name == "FULLY_CONNECTED":
-        return "Conv 1x1"
-    return name.replace("_", " ").title().replace(" ", "")
-
-
-def profile_litert(path: Path, x: np.ndarray | None = None, runs: int = 20) -> OpProfile:
-    """Per-op profile of a .tflite through LiteRT's interpreter and its default XNNPACK delegate:
-    every op cut out into a one-op model (its own tensors and weights), timed alone (median of
-    `runs`), summed per label. Isolation drops cross-op cache reuse, so the sum exceeds the
-    whole-model latency somewhat; the ranking of op types is what is used."""
-    from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_litert.tools import flatbuffer_utils as fb
-
-    model = fb.read_model(str(path))
-    sg = model.subgraphs[0]
-    ops, inputs, outputs = sg.operators, sg.inputs, sg.outputs
-    const = {i for i, t in enumerate(sg.tensors) if model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data)}
-    out: OpProfile = defaultdict(float)
-    rng = np.random.default_rng(0)
-    try:
-        for op in ops:
-            sg.operators = [op]
-            sg.inputs = [int(i) for i in op.inputs if i >= 0 and int(i) not in const]
-            sg.outputs = [int(i) for i in op.outputs]
-            it = Interpreter(model_content=bytes(fb.convert_object_to_bytearray(model)), num_threads=1)
-            it.allocate_tensors()
-            for d in it.get_input_details():
-                it.set_tensor(d["index"], rng.standard_normal(d["shape"]).astype(d["dtype"]))
-            it.invoke()
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                it.invoke()
-                times.append(time.perf_counter() - t0)
-            out[_tflite_label(model, op)] += float(np.median(times)) * 1e3
-    finally:
-        sg.operators, sg.inputs, sg.outputs = ops, inputs, outputs
-    return dict(out)
-
-
-PROFILERS: dict[str, tuple[str, Callable[[Path, np.ndarray, int], OpProfile], str]] = {
-    # runtime -> (manifest format, profiler, what it is)
-    "onnxruntime": ("onnx", profile_onnx, "ONNX Runtime profiler"),
-    "executorch": ("executorch", profile_executorch, "ExecuTorch ETDump"),
-    "litert": ("tflite", profile_litert, "LiteRT one-op profile, XNNPACK delegate"),
-}
+    return next((rt for rt in RUNTIMES.values() if rt.report_name == report_name and rt.op_profiler), None)
 
 
 def bundle_locator(bundle: Path, runs: int = 20) -> Locate:
@@ -327,22 +201,20 @@ def bundle_locator(bundle: Path, runs: int = 20) -> Locate:
     def profile(model: str, runtime: str) -> OpProfile | None:
         if (model, runtime) not in cache:
             cache[(model, runtime)] = None
-            if runtime in PROFILERS:
-                fmt, fn, _ = PROFILERS[runtime]
-                a = next((a for a in manifest.artifacts if a.model == model and a.format == fmt and a.precision == "fp32" and a.status == "ok"), None)
+            rt = profiling_runtime(runtime)
+            if rt is not None:
+                a = next((a for a in manifest.artifacts if a.model == model and a.format == rt.format and a.precision == "fp32" and a.status == "ok"), None)
                 if a is not None:
                     x = np.fromfile(Path(bundle) / a.reference.input_file, dtype="<f4").reshape(a.inputs[0].shape)
-                    kw = {}
                     onnx_art = next((o for o in manifest.artifacts if o.model == model and o.format == "onnx" and o.status == "ok"), None)
-                    if runtime == "executorch" and onnx_art is not None:
-                        kw["conv_labels"] = onnx_conv_labels(Path(bundle) / onnx_art.file)
-                    cache[(model, runtime)] = fn(Path(bundle) / a.file, x, runs, **kw)
+                    cache[(model, runtime)] = rt.profile_ops(Path(bundle) / a.file, x, runs,
+                                                             onnx_file=Path(bundle) / onnx_art.file if onnx_art else None)
         return cache[(model, runtime)]
 
     def locate(model: str, runtime: str, best: str) -> Blame | None:
         affected = profile(model, runtime)
         if affected is None:
             return None
-        return blame(affected, profile(model, best), PROFILERS[runtime][2])
+        return blame(affected, profile(model, best), profiling_runtime(runtime).op_profiler)
 
     return locate

@@ -244,10 +244,14 @@ class CompareReport:
 
 
 def _coverage_cell(arts: list[Artifact]) -> str:
-    """Mobile-delegate verdicts of a model's artifacts: 'LiteRT-GPU ✓ · NNAPI ✓ 1p · XNNPACK ✓'."""
+    """Mobile-delegate verdicts of a model's fp32 artifacts, one per format target that has a
+    `delegate_label` (export/backends), in registry order: 'NNAPI ✓ · LiteRT GPU ✓ · XNNPACK ✓ 2p'."""
+    from export.backends import FORMATS
+
     parts = []
-    for label, fmt_, target in (("LiteRT GPU", "tflite", "litert-gpu"), ("NNAPI", "onnx", None), ("XNNPACK", "executorch", "executorch-xnnpack"), ("Vulkan", "executorch", "executorch-vulkan")):
-        cands = [a for a in arts if a.format == fmt_ and (target is None or a.target == target) and a.precision == "fp32"]
+    checks = [(t.delegate_label, f.name, t.name) for f in FORMATS.values() for t in f.targets if t.delegate_label]
+    for label, fmt_, target in checks:
+        cands = [a for a in arts if a.format == fmt_ and a.target == target and a.precision == "fp32"]
         if not cands:
             continue
         a = cands[0]

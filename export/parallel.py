@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from .backends import get_format
 from .manifest import Artifact
 
 # one export peaks at ~3.7 GB resident (litert-torch and ExecuTorch lowering a 224 px model)
@@ -230,27 +231,20 @@ def start_workers(n: int) -> list[_Worker]:
     return [_Worker(ctx) for _ in range(n)]
 
 
-# Relative cost of one artifact (seconds for FreeNet-S2 on this 2-core machine, docs/export-scaling.md):
-# only their order matters. The pool hands out the costliest work first (longest-processing-time
-# first), so that the last artifacts to finish are the short ones and no worker idles long at the end.
-JOB_COST = {
-    ("onnx", "fp32"): 12.0, ("onnx", "fp16"): 3.0, ("onnx", "int8"): 6.0,
-    ("coreml", "fp32"): 9.0, ("coreml", "fp16"): 6.0, ("coreml", "int8"): 8.0,
-    ("tflite", "fp32"): 15.0, ("tflite", "fp16"): 12.0, ("tflite", "int8"): 14.0,
-    ("executorch", "fp32"): 15.0, ("executorch", "fp16"): 14.0, ("executorch", "int8"): 20.0,
-}
-# Formats whose artifacts of one model share a memoised conversion (export.steps.memo: the ONNX graph,
-# the TFLite flatbuffer): their jobs of one model go to one worker, and count as one unit of work.
-MEMO_FORMATS = ("onnx", "tflite")
-
-
 def job_cost(job: Job) -> float:
-    return JOB_COST.get((job.fmt, job.precision), 10.0)
+    """The relative cost of a job (its format object's `export_cost`). The pool hands out the
+    costliest work first (longest-processing-time first), so that the last artifacts to finish are
+    the short ones and no worker idles long at the end."""
+    return get_format(job.fmt).export_cost.get(job.precision, 10.0)
+
+
+def _memoises(fmt: str) -> bool:
+    return get_format(fmt).memoises
 
 
 def _unit(job: Job) -> tuple:
     """The unit of work a job belongs to: (model, format) for a memoising format, else the job itself."""
-    return (job.model, job.fmt) if job.fmt in MEMO_FORMATS else (job.model, job.fmt, job.target, job.precision)
+    return (job.model, job.fmt) if _memoises(job.fmt) else (job.model, job.fmt, job.target, job.precision)
 
 
 def _next_job(pending: list[Job], last: tuple[str, str] | None, busy: set[tuple[str, str]] = frozenset(),
@@ -264,7 +258,7 @@ def _next_job(pending: list[Job], last: tuple[str, str] | None, busy: set[tuple[
     4. else the costliest unit whose model x format no other worker is on (two workers never
        trace the same graph side by side);
     5. else the first.
-    Units are (model, format) for the memoising formats, single jobs otherwise (JOB_COST)."""
+    Units are (model, format) for the memoising formats, single jobs otherwise (job_cost)."""
     units: dict[tuple, float] = {}
     for j in pending:
         units[_unit(j)] = units.get(_unit(j), 0.0) + job_cost(j)
@@ -277,10 +271,10 @@ def _next_job(pending: list[Job], last: tuple[str, str] | None, busy: set[tuple[
         return best
 
     def free(j: Job) -> bool:  # no other worker is tracing this graph for its memo
-        return j.fmt not in MEMO_FORMATS or (j.model, j.fmt) not in busy
+        return not _memoises(j.fmt) or (j.model, j.fmt) not in busy
 
     choices = []
-    if last and last[1] in MEMO_FORMATS:
+    if last and _memoises(last[1]):
         choices.append(lambda j: (j.model, j.fmt) == last)
     if last:
         choices.append(lambda j: j.model == last[0] and free(j))

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from export.backends.base import Session
     from export.manifest import Artifact
 
@@ -39,6 +41,8 @@ class HostRuntime(ABC):
     emulated: ClassVar[bool] = False  # timings are emulation: never a speed result
     default: ClassVar[bool] = True  # measured when a plan names no runtimes
     preimport: ClassVar[tuple[str, ...]] = ()  # imported before the load timer starts
+    # the per-op profiler `profile_ops` uses, in words (the anomaly report names it); None: none here
+    op_profiler: ClassVar[str | None] = None
 
     def version(self) -> str:
         try:
@@ -81,6 +85,14 @@ class HostRuntime(ABC):
         """The report's model fields that depend on what the runtime measured."""
         return {"artifact_id": artifact.id, "format": artifact.format, "precision": artifact.precision,
                 "sha256": artifact.sha256}
+
+    def profile_ops(self, path: Path, x: np.ndarray, runs: int = 20, *, onnx_file: Path | None = None) -> dict[str, float]:
+        """Per-op profile of one artifact of this runtime's format on one thread: op label -> ms per
+        inference, summed over the op's nodes, in the labels of device_bench.anomaly ("depthwise
+        Conv 7x7", "Conv 1x1", ...) so that runtimes can be compared op by op. `onnx_file`, the
+        same model's ONNX graph where the bundle has one, lets a runtime whose profiler does not
+        say the kernel size (ExecuTorch's XNNPACK events) name its convolutions."""
+        raise NotImplementedError(f"{self.name} has no per-op profiler")
 
     def start(self, job, spec: dict, log_file: Path | None = None):
         """The object the runner talks to for this job (`ask(cmd) -> dict`, `close()`)."""

@@ -5,7 +5,9 @@ A format module (onnx.py, coreml.py, tflite.py, executorch.py) defines ONE objec
 
     name, extension, targets (each with its precisions and whether this machine can run it),
     default_targets, requires (import name -> pip requirement), tool_packages (distributions
-    whose versions every artifact records), accelerators (what `open` can run it on here).
+    whose versions every artifact records), accelerators (what `open` can run it on here),
+    export_cost (relative seconds per precision: the parallel export's longest-first order),
+    memoises (a model's artifacts share one memoised conversion, so one worker builds them).
 
     export(req: ExportRequest) -> BackendResult
         Convert `req.model` (eval mode, rewrite passes already applied) for `req.target` at
@@ -141,6 +143,10 @@ class Target:
     device: str  # where the artifact runs, in words (docs table, notes)
     hosts: tuple[str, ...] = ("linux", "darwin")  # sys.platform values whose pip runtime can run it
     why_not_here: str = ""  # the reason when this machine cannot (NotRunnableHere's message)
+    # the short name of this target's mobile-delegate check in the compare report's "mobile
+    # delegates" cell ("LiteRT GPU ✓ · NNAPI ✓ · XNNPACK ✓"); its first word, lower-cased, picks
+    # the artifact's coverage records; empty: not shown there
+    delegate_label: str = ""
 
     @property
     def runs_here(self) -> bool:
@@ -179,6 +185,13 @@ class Format(ABC):
     requires: ClassVar[dict[str, str]]  # import name -> pip requirement
     tool_packages: ClassVar[tuple[str, ...]]  # distributions whose versions every artifact records
     accelerators: ClassVar[tuple[str, ...]] = ("cpu",)  # what open() can run the artifact on here
+    # relative cost of exporting one artifact per precision (seconds for FreeNet-S2 on the 2-core CI
+    # machine, docs/export-scaling.md): the parallel export hands out the costliest work first, so
+    # only the order matters
+    export_cost: ClassVar[dict[str, float]] = {}
+    # whether a model's artifacts of this format share one memoised conversion in a worker (the
+    # ONNX graph, the TFLite flatbuffer: export.steps.memo), so they go to one worker as one unit
+    memoises: ClassVar[bool] = False
 
     @property
     def precisions(self) -> tuple[str, ...]:

@@ -162,6 +162,7 @@ class CoreMLFormat(Format):
     default_targets = ("coreml-cpu-gpu",)
     requires = {"coremltools": "coremltools==9.0"}
     tool_packages = ("torch", "coremltools")
+    export_cost = {"fp32": 9.0, "fp16": 6.0, "int8": 8.0}
     accelerators = ("cpu", "gpu", "ane")
 
     def export(self, req: ExportRequest) -> BackendResult:

@@ -50,10 +50,10 @@ def _not_here(backend_id: str, device: str) -> str:
 
 
 _TARGETS = (
-    EtTarget("executorch-xnnpack", ("fp32", "fp16", "int8"), "CPU (XNNPACK)", backend_id="XnnpackBackend"),
+    EtTarget("executorch-xnnpack", ("fp32", "fp16", "int8"), "CPU (XNNPACK)", delegate_label="XNNPACK", backend_id="XnnpackBackend"),
     # Vulkan int8 needs the Vulkan quantizer and a phone to check it; not offered until it can be verified.
     EtTarget("executorch-vulkan", ("fp32", "fp16"), "mobile GPU (Vulkan)", (),
-             _not_here("VulkanBackend", "mobile GPU (Vulkan)"), backend_id="VulkanBackend"),
+             _not_here("VulkanBackend", "mobile GPU (Vulkan)"), delegate_label="Vulkan", backend_id="VulkanBackend"),
     EtTarget("executorch-coreml", ("fp32", "fp16", "int8"), "Core ML (ANE/GPU/CPU)", (),
              _not_here("CoreMLBackend", "Core ML (ANE/GPU/CPU)"), backend_id="CoreMLBackend"),
 )
@@ -171,6 +171,7 @@ class ExecuTorchFormat(Format):
     default_targets = ("executorch-xnnpack", "executorch-vulkan")
     requires = {"executorch": "executorch==1.5.1"}
     tool_packages = ("torch", "executorch")
+    export_cost = {"fp32": 15.0, "fp16": 14.0, "int8": 20.0}
 
     def target(self, name: str) -> EtTarget:
         return super().target(name)  # type: ignore[return-value]

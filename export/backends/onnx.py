@@ -317,12 +317,14 @@ class OnnxFormat(Format):
     # exist only on phones), so CPU numerics are what parity checks on this machine.
     targets = (
         Target("onnxruntime-cpu", _ALL, "CPU (ONNX Runtime CPU EP)"),
-        Target("onnxruntime-nnapi", _ALL, "Android NNAPI EP (mobile GPU/NPU)"),
+        Target("onnxruntime-nnapi", _ALL, "Android NNAPI EP (mobile GPU/NPU)", delegate_label="NNAPI"),
         Target("onnxruntime-coreml", _ALL, "iOS Core ML EP"),
     )
     default_targets = ("onnxruntime-nnapi",)
     requires = {"onnx": "onnx==1.23.2", "onnxruntime": "onnxruntime==1.32.0", "onnxscript": "onnxscript==0.7.2"}
     tool_packages = ("torch", "onnx", "onnxruntime", "onnxscript")
+    export_cost = {"fp32": 12.0, "fp16": 3.0, "int8": 6.0}
+    memoises = True
     accelerators = ("cpu", "cuda")
 
     def export(self, req: ExportRequest) -> BackendResult:

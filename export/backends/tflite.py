@@ -374,13 +374,15 @@ class TfliteFormat(Format):
     # Both targets hold one flatbuffer; here both run on the interpreter for parity, and the GPU
     # delegate's own numerics are checked against it by export.checks.litert_gpu (coverage).
     targets = (
-        Target("litert-gpu", _ALL, "LiteRT GPU accelerator (ML Drift; SwiftShader here)"),
+        Target("litert-gpu", _ALL, "LiteRT GPU accelerator (ML Drift; SwiftShader here)", delegate_label="LiteRT GPU"),
         Target("litert-cpu", _ALL, "LiteRT CPU (XNNPACK)"),
     )
     default_targets = ("litert-gpu",)
     requires = {"litert_torch": "litert-torch==0.10.0", "ai_edge_litert": "ai-edge-litert==2.3.0",
                 "ai_edge_quantizer": "ai-edge-quantizer==0.10.*"}
     tool_packages = ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer")
+    export_cost = {"fp32": 15.0, "fp16": 12.0, "int8": 14.0}
+    memoises = True
     accelerators = ("cpu", "gpu")
 
     def export(self, req: ExportRequest) -> BackendResult:

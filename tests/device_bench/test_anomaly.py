@@ -12,9 +12,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from device_bench.anomaly import (
-    ANOMALY_THRESHOLD, Anomaly, Blame, Row, anomalies, blame, bundle_locator, efficiency, onnx_conv_labels, profile_litert,
-    profile_onnx,
+    ANOMALY_THRESHOLD, Anomaly, Blame, Row, anomalies, blame, bundle_locator, efficiency, onnx_conv_labels, profiling_runtime,
 )
+from device_bench.runtimes import RUNTIMES, get_runtime
 
 
 def test_efficiency_is_gflops():
@@ -70,13 +70,24 @@ def _dw_onnx(path: Path, c: int = 32, hw: int = 28, k: int = 7) -> Path:
     return path
 
 
+def test_each_profiler_belongs_to_the_runtime_that_runs_its_format():
+    """The per-op profilers are runtime objects' `profile_ops`; the anomaly report finds them by the
+    reports' runtime name, and a runtime without one (eager PyTorch) gets no op named."""
+    profiling = {name for name, rt in RUNTIMES.items() if rt.op_profiler}
+    assert {"onnxruntime", "litert", "executorch"} <= profiling
+    assert profiling_runtime("litert") is get_runtime("litert")
+    assert profiling_runtime("pytorch") is None
+    with pytest.raises(NotImplementedError, match="pytorch"):
+        get_runtime("pytorch").profile_ops(Path("x"), np.zeros(1, np.float32))
+
+
 def test_onnx_profile_names_the_depthwise_kernel(tmp_path):
     p = _dw_onnx(tmp_path / "dw.onnx")
-    prof = profile_onnx(p, np.ones((1, 32, 28, 28), np.float32), runs=3)
+    prof = get_runtime("onnxruntime").profile_ops(p, np.ones((1, 32, 28, 28), np.float32), runs=3)
     assert "depthwise Conv 7x7" in prof and "Conv 1x1" in prof and all(v >= 0 for v in prof.values())
     assert onnx_conv_labels(p) == ["depthwise Conv 7x7"]  # the 1x1 is a GEMM in XNNPACK, not listed
     p3 = _dw_onnx(tmp_path / "dw3.onnx", k=3)
-    assert "depthwise Conv 3x3" in profile_onnx(p3, np.ones((1, 32, 28, 28), np.float32), runs=3)
+    assert "depthwise Conv 3x3" in get_runtime("onnxruntime").profile_ops(p3, np.ones((1, 32, 28, 28), np.float32), runs=3)
 
 
 @pytest.mark.slow
@@ -90,7 +101,7 @@ def test_litert_anomaly_on_a_real_starnet_names_depthwise_7x7(tmp_path):
                                  targets=["onnxruntime-cpu", "litert-cpu"], out_dir=tmp_path, on_existing="overwrite", input_size=128))  # 7x7 depthwise dominates at this size, even on a loaded host
     assert all(a.status == "ok" for a in m.artifacts), [a.error for a in m.artifacts]
     tfl = next(a for a in m.artifacts if a.format == "tflite")
-    prof = profile_litert(tmp_path / tfl.file, runs=15)
+    prof = get_runtime("litert").profile_ops(tmp_path / tfl.file, runs=15)
     assert "depthwise Conv 7x7" in prof and "Conv 1x1" in prof
     found = bundle_locator(tmp_path, runs=15)("starnet_s050", "litert", "onnxruntime")
     assert found is not None and found.op == "depthwise Conv 7x7" and found.ms > found.ms_best

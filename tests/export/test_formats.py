@@ -68,15 +68,29 @@ def test_docs_format_table_is_the_objects():
 
 def test_each_target_is_named_in_one_module():
     """grep finds a target's facts in its format module only (runtimes may name the one target
-    they take; the report builder is outside this rule)."""
+    they take); the report's delegate cell reads each target's `delegate_label`."""
     allowed = {"litert-gpu": {"device_bench/runtimes/litert_gpu_emulated.py"}}
-    skip = {"device_bench/compare.py"}  # the report's headline columns (owned by the report pipeline)
+    skip: set[str] = set()
     sources = [p for d in ("export", "device_bench", "freenet") for p in (ROOT / d).rglob("*.py")]
     for fmt in FORMATS.values():
         home = f"export/backends/{fmt.name}.py"
         for t in fmt.target_names:
             found = {str(p.relative_to(ROOT)) for p in sources if f'"{t}"' in p.read_text()} - skip
             assert found <= {home} | allowed.get(t, set()), (t, found)
+
+
+def test_the_parallel_export_asks_the_format_objects():
+    """The pool's longest-first order and its one-worker units come from each format object's
+    `export_cost` and `memoises`; export/parallel.py names no format."""
+    from export.parallel import Job, job_cost
+
+    text = (ROOT / "export" / "parallel.py").read_text()
+    assert not [f for f in FORMATS if f'"{f}"' in text]
+    for fmt in FORMATS.values():
+        assert set(fmt.export_cost) == set(fmt.precisions), fmt.name
+        for p, cost in fmt.export_cost.items():
+            assert job_cost(Job("m", fmt.name, fmt.default_targets[0], p, None, "b", None, None, None)) == cost
+    assert {f.name for f in FORMATS.values() if f.memoises} == {"onnx", "tflite"}
 
 
 def test_converter_output_goes_to_the_artifacts_log(tmp_path, monkeypatch, capfd):
