@@ -280,6 +280,13 @@ def fmt_ratio(c: Comparison | None, interval: Literal["next", "ci"] = "next") ->
     return f"{c.ratio:.2f}× [{lo:.2f}–{hi:.2f}]"
 
 
+def fmt_ci(c: Comparison | None) -> str:
+    """The confidence interval alone, "[0.82–0.88]", or "—" (tables show it beside fmt_ratio)."""
+    if c is None or c.low is None or c.high is None:
+        return "—"
+    return f"[{c.low:.2f}–{c.high:.2f}]"
+
+
 # ---------------------------------------------------------------------------------------------
 # Independent runs: several processes (host runner) or several reports (phones, browsers)
 #
