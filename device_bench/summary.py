@@ -224,7 +224,10 @@ class StatsMemo:
     def put(self, key: tuple, value: Any) -> None:
         with self._lock:
             self._data[key] = value
-            if self.backend is not None:
+            # Only statistics are persisted; other callers' entries (the dashboard's rendered HTML,
+            # keyed by group versions of one database) live in memory only: one unencodable entry
+            # used to make the whole flush fail, so no statistic was kept once the dashboard rendered.
+            if self.backend is not None and isinstance(value, (Summary, Comparison, Stability)):
                 self._unsaved[key] = value
             self._data.move_to_end(key)
             while len(self._data) > self.max_entries:

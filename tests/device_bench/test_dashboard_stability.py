@@ -178,3 +178,30 @@ def test_paired_ratio_that_moves_between_sessions_is_unstable(tmp_path, make_rep
         assert "unstable" in _s2_row(_group_html(client.get("/").text, "onnxruntime"))
     finally:
         store.close()
+
+
+def test_rendering_the_dashboard_does_not_stop_statistics_from_persisting(tmp_path, make_report, caplog):
+    """The dashboard keeps its rendered HTML in the store's memo; that entry must not go to the
+    persisted summary_cache (it cannot be encoded, and the failed write took the statistics of the
+    next summary with it)."""
+    import logging
+
+    store = Store(f"sqlite:///{tmp_path / 'persist.db'}")
+    _, token = store.create_token("test-device")
+    client = TestClient(create_app(store=store, bundles_dir=tmp_path))
+    client.headers["Authorization"] = f"Bearer {token}"
+    try:
+        _post(client, make_report, {"freenet_s2": [10.0, 10.0], "starnet_s4": [20.0, 20.0]})
+        with caplog.at_level(logging.WARNING, logger="device_bench.summary"):
+            assert client.get("/").status_code == 200
+            _post(client, make_report, {"freenet_s2": [10.0]}, first=50)  # a new window: new statistics
+            assert client.get("/").status_code == 200
+        assert "could not persist" not in caplog.text
+        fresh = Store(store.url)  # a restart reads the second window's statistics back
+        try:
+            fresh.summary()
+            assert fresh.memo.loaded > 0 and fresh.memo.misses == 0
+        finally:
+            fresh.close()
+    finally:
+        store.close()
