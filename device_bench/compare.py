@@ -431,11 +431,15 @@ def _ratio_plot(head: list[Headline], path: Path) -> None:
     fig = Figure(figsize=(7, 0.6 * max(2, len(head) + len(PAPER_CLAIMS)) + 1), layout="constrained")
     ax = fig.subplots()
     vals = [h.comparison.ratio for h in head]
-    lows = [h.comparison.ratio - (h.comparison.low if h.comparison.low is not None else h.comparison.ratio) for h in head]
-    highs = [(h.comparison.high if h.comparison.high is not None else h.comparison.ratio) - h.comparison.ratio for h in head]
+    def edge(c: Comparison, side: str) -> float:  # the next-run interval, else the confidence interval, else none
+        v = getattr(c, f"next_{side}") if c.next_low is not None else getattr(c, side)
+        return c.ratio if v is None else v
+
+    lows = [h.comparison.ratio - edge(h.comparison, "low") for h in head]
+    highs = [edge(h.comparison, "high") - h.comparison.ratio for h in head]
     colours = {m: c for m, c in zip(READINGS, ("tab:red", "tab:orange"))}
     ax.barh([f"{h.runtime}\n{h.reading}" for h in head], vals, xerr=[lows, highs], color=[colours[h.model] for h in head],
-            alpha=0.7, capsize=4, label="measured here (95% interval)")
+            alpha=0.7, capsize=4, label="measured here (95% next-run interval)")
     for i, (name, v) in enumerate(PAPER_CLAIMS.items()):
         ax.axvline(v, linestyle="--", color=f"C{i + 2}", label=f"paper: {name} {v}")
     ax.axvline(1.0, color="black", linewidth=0.8)

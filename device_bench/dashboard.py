@@ -20,7 +20,7 @@ from markupsafe import Markup
 
 from device_bench.anomaly import Anomaly, hardware, table_anomalies
 from device_bench.schema import Report
-from device_bench.stats import fmt, fmt_ratio
+from device_bench.stats import fmt, fmt_ci, fmt_ratio
 from device_bench.store import Store
 from device_bench.summary import PAIR, ModelRow
 
@@ -30,6 +30,7 @@ env = Environment(loader=PackageLoader("device_bench", "templates"), autoescape=
                   trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 env.filters["ms"] = fmt
 env.filters["ratio"] = fmt_ratio
+env.filters["ci"] = fmt_ci  # the confidence interval beside a ratio's next-run interval
 env.filters["md_code"] = lambda text: "" if not text else "`" + " ".join(str(text).split()).replace("`", "'").replace("|", "\\|") + "`"
 env.globals["PAIR"] = PAIR
 # matplotlib's global state (font cache, rcParams) is not thread-safe; the server renders from

@@ -50,7 +50,12 @@ Verdict = Literal["faster", "slower", "no difference"]
 
 @dataclass(frozen=True)
 class Comparison:
-    """a versus b: ratio = median(a) / median(b); < 1 means a is faster."""
+    """a versus b: ratio = median(a) / median(b); < 1 means a is faster.
+
+    low/high: the confidence interval of the ratio (what the verdict is called on).
+    next_low/next_high: the prediction interval of the ratio that a repeated run of the same
+    protocol would report ("next run", `compare_runs`; None where not computed): what a reader
+    can check by running again, and what tables show next to the ratio."""
 
     ratio: float | None
     low: float | None
@@ -59,6 +64,8 @@ class Comparison:
     n_a: int
     n_b: int
     verdict: Verdict | None
+    next_low: float | None = None
+    next_high: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -262,13 +269,22 @@ def fmt(value: float | None, digits: int = 2, unit: str = "") -> str:
     return f"{text}{unit}"
 
 
-def fmt_ratio(c: Comparison | None) -> str:
-    """"0.85× [0.82–0.88]" or "—"."""
+def fmt_ratio(c: Comparison | None, interval: Literal["next", "ci"] = "next") -> str:
+    """"0.85× [0.82–0.88]" or "—". The bracket is the next-run (prediction) interval where the
+    comparison has one (interval="ci": always the confidence interval)."""
     if c is None or c.ratio is None:
         return "—"
-    if c.low is None or c.high is None:
+    lo, hi = (c.next_low, c.next_high) if interval == "next" and c.next_low is not None else (c.low, c.high)
+    if lo is None or hi is None:
         return f"{c.ratio:.2f}×"
-    return f"{c.ratio:.2f}× [{c.low:.2f}–{c.high:.2f}]"
+    return f"{c.ratio:.2f}× [{lo:.2f}–{hi:.2f}]"
+
+
+def fmt_ci(c: Comparison | None) -> str:
+    """The confidence interval alone, "[0.82–0.88]", or "—" (tables show it beside fmt_ratio)."""
+    if c is None or c.low is None or c.high is None:
+        return "—"
+    return f"[{c.low:.2f}–{c.high:.2f}]"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,8 +422,45 @@ def compare_runs(
     ratios = _hierarchical_medians(ra, resamples, rng, picks_a) / _hierarchical_medians(rb, resamples, rng, picks_b)
     alpha = (1 - confidence) / 2
     low, high = (float(v) for v in np.quantile(ratios, [alpha, 1 - alpha]))
+    next_low, next_high = next_run_interval(ratio, ratios, min(len(ra), len(rb)), confidence)
     verdict: Verdict = "faster" if high < 1 else "slower" if low > 1 else "no difference"
-    return Comparison(ratio, low, high, confidence, na, nb, verdict)
+    return Comparison(ratio, low, high, confidence, na, nb, verdict, next_low, next_high)
+
+
+NEXT_RUN_SHIFTS = 16  # pairings of the bootstrap replicates whose differences estimate run-to-run differences
+
+
+def next_run_interval(ratio: float, replicates: np.ndarray, runs: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Prediction interval for the ratio a repeated run (same protocol, same number of runs)
+    would report, from the bootstrap replicates of this run's ratio.
+
+    Why not the confidence interval: it says where the true ratio lies, given this run. A repeat
+    reports its own estimate, with its own error: on the log scale T2 - T1 = e2 - e1, whose
+    variance is twice a run's (2 se^2 for independent runs of the same protocol), so an interval
+    meant to contain the next run's ratio is about sqrt(2) wider (with a normal bootstrap
+    distribution: T1 +- z * sqrt(2) * se_boot). Built here without the normal assumption: the
+    difference of two independent bootstrap replicates, log r*_i - log r*_j, has the law of
+    e2 - e1 as the bootstrap sees it; its alpha/2 and 1 - alpha/2 quantiles around log(ratio)
+    give the interval. The replicates are iid, so replicate i minus replicate i + s (s from
+    NEXT_RUN_SHIFTS shifts) are independent pairs; each shift gives `resamples` differences.
+
+    Small K: the bootstrap over K runs estimates the between-run variance with divisor K (the
+    variance of a resampled mean of K values is (K - 1)/K of the unbiased estimate), so the
+    differences are scaled by sqrt(K / (K - 1)): 1.22 at K = 3, 1.12 at K = 5 (for unpaired sides
+    with different K, the smaller: the wider interval). With one run (K = 1) the replicates are the
+    sample bootstrap, which cannot see between-run variation at all: no scaling, and the interval
+    is as overconfident as that bootstrap (`stability` then says "cannot be judged")."""
+    lr = np.log(replicates[np.isfinite(replicates) & (replicates > 0)])
+    if lr.size < 2:
+        return ratio, ratio
+    b = lr.size
+    step = max(1, (b - 1) // NEXT_RUN_SHIFTS)
+    diffs = np.concatenate([lr - np.roll(lr, s) for s in range(1, b, step)][:NEXT_RUN_SHIFTS])
+    if runs >= 2:
+        diffs *= math.sqrt(runs / (runs - 1))
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(diffs, [alpha, 1 - alpha])
+    return float(ratio * math.exp(lo)), float(ratio * math.exp(hi))
 
 
 def median_interval(samples: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float] | None:
@@ -451,9 +504,15 @@ def stability(
     tolerance: float = STABILITY_TOLERANCE,
     confidence: float = 0.95,
 ) -> Stability:
-    """Unstable = two runs disagree beyond their own intervals (disjoint intervals) AND by more
-    than `tolerance` (max/min - 1). Both are needed: long runs make tiny, harmless shifts
+    """Unstable = two runs disagree beyond what their combined variance allows AND by more than
+    `tolerance` (max/min - 1). Both are needed: long runs make tiny, harmless shifts
     "significant", and a large shift inside wide intervals is noise the interval already shows.
+
+    "Beyond their combined variance": for runs i, j with values v and 95 % intervals, on the log
+    scale se = (log hi - log lo) / (2 z) and the pair disagrees when |log v_i - log v_j| >
+    z * sqrt(se_i^2 + se_j^2) — the difference of two independent estimates has the sum of their
+    variances (the reasoning of `next_run_interval`). The old test, disjoint intervals, allowed
+    z * (se_i + se_j): up to sqrt(2) more, which let real disagreements pass.
 
     With `baseline_runs` (paired by index, as the host runner's processes are) the per-run value
     is the ratio median(run_i) / median(baseline_i) with interval [lo_a/hi_b, hi_a/lo_b]: a row of
@@ -478,11 +537,16 @@ def stability(
     if k < 2:
         return Stability(None, k, values, intervals, None, tolerance, f"{k} run(s): stability cannot be judged")
     spread = max(values) / min(values) - 1
-    disjoint = max(lo for lo, _ in intervals) > min(hi for _, hi in intervals)
-    unstable = disjoint and spread > tolerance
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + confidence / 2))
+    logv = np.log(values)
+    se = np.array([(math.log(hi) - math.log(lo)) / (2 * z) for lo, hi in intervals])
+    beyond = bool(np.any(np.abs(logv[:, None] - logv[None, :]) > z * np.sqrt(se[:, None] ** 2 + se[None, :] ** 2)))
+    unstable = beyond and spread > tolerance
     if unstable:
         reason = f"runs disagree by {spread:.0%} (> {tolerance:.0%}) beyond their intervals"
-    elif disjoint:
+    elif beyond:
         reason = f"runs differ beyond their intervals but only by {spread:.1%} (<= {tolerance:.0%})"
     else:
         reason = f"{k} runs agree within their intervals (spread {spread:.1%})"

@@ -116,6 +116,9 @@ reports = Table(
     # float64 bytes: a summary reads only the latest runs of each group and parses no JSON.
     Column("group_id", Integer, ForeignKey("report_groups.id", name="fk_reports_group_id"), nullable=False),
     Column("samples", LargeBinary, nullable=False),
+    # "<session>/<process>" of a host-runner process (migration 0006): the summary pairs reports of
+    # two models on it; NULL for reports that are not one of several processes of a session.
+    Column("process_key", String(200), nullable=True),
     Index("ix_reports_group", "device", "runtime", "accelerator", "model"),
     Index("ix_reports_created", "created_at", "id"),  # newest-first listing without a sort
     Index("ix_reports_window", "group_id", "created_at", "id"),  # a group's latest runs
@@ -660,7 +663,7 @@ class Store:
             raise ValueError(f"max_runs must be >= 1, got {max_runs}")
         active = _active(filters)
         cols = [reports.c.id, reports.c.run_id, reports.c.family, reports.c.samples_kind, reports.c.mean_ms,
-                reports.c.macs, reports.c.created_at] + ([reports.c.samples] if with_samples else [])
+                reports.c.macs, reports.c.created_at, reports.c.process_key] + ([reports.c.samples] if with_samples else [])
         newest = (reports.c.created_at.desc(), reports.c.id.desc())
         with self.engine.connect() as conn:
             if not set(active) <= set(GROUP_KEYS):
@@ -931,7 +934,19 @@ def _values(report: Report, token_id: str | None) -> dict[str, Any]:
         # The report without timing.samples_ms: those are the samples column (half the bytes).
         "report_json": report.model_dump_json(exclude={"timing": {"samples_ms"}}),
         "samples": samples.tobytes(),  # = samples_blob(report.timing.samples_ms)
+        "process_key": process_key(report),
     }
+
+
+def process_key(report: Report) -> str | None:
+    """"<session>/<process>" of one of several host-runner processes (the runner notes both), else
+    None: the key on which the summary pairs two models' reports (see summary._pairing)."""
+    notes = report.notes or {}
+    session, process = notes.get("session"), notes.get("process")
+    if not session or process is None:
+        return None
+    key = f"{session}/{process}"
+    return key if len(key) <= 200 else None
 
 
 def _active(filters: dict[str, Any]) -> dict[str, Any]:

@@ -61,6 +61,13 @@ class ModelRow:
     run_samples: list[np.ndarray] | None = field(repr=False, default=None)
     stability: Stability | None = None
     verdicts: dict[str, str] = field(default_factory=dict)
+    # Per ratio: whether it pairs this row's reports with the reference's on their host-runner
+    # process ("<session>/<process>", see `_pairing`), and then the stability of the per-process
+    # ratios (what the ratio's verdict is judged on, as in the `freenet compare` headline; the
+    # row's own `stability` is then only about its latency, which drift between runs moves).
+    paired: dict[str, bool] = field(default_factory=dict)
+    ratio_stability: dict[str, Stability] = field(default_factory=dict)
+    process_keys: tuple[str | None, ...] = field(repr=False, default=())  # of the window's runs, in window order
 
     @property
     def comparable(self) -> bool:
@@ -79,6 +86,8 @@ class ModelRow:
             "ratios": {k: (None if c is None else c.as_dict()) for k, c in self.ratios.items()},
             "stability": None if self.stability is None else self.stability.as_dict(),
             "verdicts": self.verdicts,
+            "paired": self.paired,
+            "ratio_stability": {k: v.as_dict() for k, v in self.ratio_stability.items()},
         }
 
 
@@ -215,7 +224,10 @@ class StatsMemo:
     def put(self, key: tuple, value: Any) -> None:
         with self._lock:
             self._data[key] = value
-            if self.backend is not None:
+            # Only statistics are persisted; other callers' entries (the dashboard's rendered HTML,
+            # keyed by group versions of one database) live in memory only: one unencodable entry
+            # used to make the whole flush fail, so no statistic was kept once the dashboard rendered.
+            if self.backend is not None and isinstance(value, (Summary, Comparison, Stability)):
                 self._unsaved[key] = value
             self._data.move_to_end(key)
             while len(self._data) > self.max_entries:
@@ -266,6 +278,7 @@ def summarize_groups(
             samples=None,  # type: ignore[arg-type]
         )
         row.window = tuple(r["run_id"] for r in raw)
+        row.process_keys = tuple(r.get("process_key") for r in raw)
         raw_of[id(row)] = raw
         tables[(dev, rt, acc)].append(row)
 
@@ -303,8 +316,8 @@ def summarize_groups(
 
     if memo is not None and with_ratios:  # and every ratio (which rows may enter one needs their stats)
         memo.prefetch([("stability", row.window) for _, rows, _, _ in plans for row in rows if row.comparable]
-                      + [("compare_runs", row.window, ref.window)
-                       for _, rows, real, refs in plans for row, _, ref in _pairs(rows, real, refs) if ref is not None])
+                      + [key for _, rows, real, refs in plans for row, _, ref in _pairs(rows, real, refs) if ref is not None
+                         for key in _ratio_keys(row, ref)])
     groups = []
     for (dev, rt, acc), rows, real, refs in plans:
         if with_ratios:
@@ -334,6 +347,27 @@ def _pairs(rows: list[ModelRow], real: dict[tuple, ModelRow],
             yield row, k, ref if ref is not None and row.comparable and ref.comparable else None
 
 
+def _pairing(row: ModelRow, ref: ModelRow) -> list[int] | None:
+    """For each run of `row` (window order), the index of the reference's run measured by the same
+    host-runner process of the same session — or None when the two windows cannot be paired run
+    for run: some report without a process key (phones, browsers, one process), a key twice, or
+    windows that are not the same processes (a session measured one model but not yet the other).
+    Paired runs ran in the same batch, so drift of the machine that hit both cancels in their ratio."""
+    a, b = row.process_keys, ref.process_keys
+    if len(a) < 2 or len(a) != len(b) or None in a or None in b or len(set(a)) != len(a) or set(a) != set(b):
+        return None
+    at = {k: i for i, k in enumerate(b)}
+    return [at[k] for k in a]
+
+
+def _ratio_keys(row: ModelRow, ref: ModelRow) -> list[tuple]:
+    """The memo keys of one ratio cell: the comparison, and for a paired one the stability of its
+    per-process ratios (a pure function of the two windows' run ids: process keys never change)."""
+    if _pairing(row, ref) is None:
+        return [("compare_runs", row.window, ref.window)]
+    return [("compare_runs_paired", row.window, ref.window), ("ratio_stability", row.window, ref.window)]
+
+
 def _stability(rows: list[ModelRow], memo: StatsMemo | None, fill_samples: Callable[[list[ModelRow]], None]) -> None:
     """row.stability of every comparable row: do its runs (reports) agree (stats.stability)?"""
     todo = []
@@ -355,28 +389,49 @@ def _ratios(rows: list[ModelRow], real: dict[tuple, ModelRow], refs: dict[str, s
     """row.ratios for every row of one table: compare_runs(row, reference) over their runs (one
     report = one run; hierarchical interval, so it widens when runs disagree) where both are
     comparable, from the memo when this pair of windows was compared before; row.verdicts: the
-    report's stats.row_verdict with both rows' stability."""
-    todo: list[tuple[ModelRow, str, ModelRow]] = []
+    report's stats.row_verdict. When the two windows are the same host-runner processes
+    (`_pairing`), the runs are drawn in pairs and the verdict is judged on the stability of the
+    per-process ratios (drift between runs that moved both models cancels, as in the report's
+    headline); otherwise (phones, browsers) on both rows' own stability."""
+    todo: list[tuple[ModelRow, str, ModelRow, list[int] | None]] = []
     for row in rows:
-        row.ratios = {}
+        row.ratios, row.paired, row.ratio_stability = {}, {}, {}
     for row, k, ref in _pairs(rows, real, refs):
         if ref is None:
             row.ratios[k] = None
             continue
-        hit = memo.get(("compare_runs", row.window, ref.window)) if memo is not None else None
-        row.ratios[k] = hit
-        if hit is None:
-            todo.append((row, k, ref))
-    fill_samples([r for row, _, ref in todo for r in (row, ref)])
-    for row, k, ref in todo:
-        row.ratios[k] = compare_runs(row.run_samples, ref.run_samples)
+        order = _pairing(row, ref)
+        keys = _ratio_keys(row, ref)
+        hits = [memo.get(key) for key in keys] if memo is not None else [None] * len(keys)
+        row.paired[k] = order is not None
+        row.ratios[k] = hits[0]
+        if order is not None and hits[1] is not None:
+            row.ratio_stability[k] = hits[1]
+        if any(h is None for h in hits):
+            todo.append((row, k, ref, order))
+    fill_samples([r for row, _, ref, _ in todo for r in (row, ref)])
+    for row, k, ref, order in todo:
+        keys = _ratio_keys(row, ref)
+        if order is None:
+            row.ratios[k] = compare_runs(row.run_samples, ref.run_samples)
+            values = [row.ratios[k]]
+        else:
+            ref_runs = [ref.run_samples[j] for j in order]
+            row.ratios[k] = compare_runs(row.run_samples, ref_runs, paired=True)
+            row.ratio_stability[k] = stability(row.run_samples, ref_runs)
+            values = [row.ratios[k], row.ratio_stability[k]]
         if memo is not None:
-            memo.put(("compare_runs", row.window, ref.window), row.ratios[k])
+            for key, value in zip(keys, values):
+                memo.put(key, value)
     for row in rows:
         row.verdicts = {}
         for k, name in refs.items():
             c, ref = row.ratios.get(k), real.get((name, row.precision))
-            if c is not None and ref is not None:
+            if c is None or ref is None:
+                continue
+            if row.paired.get(k):  # judged on the per-process ratios, as the report's headline
+                row.verdicts[k] = row_verdict(c, row.ratio_stability[k])
+            else:
                 row.verdicts[k] = row_verdict(c, *(s for s in (row.stability, ref.stability) if s is not None))
 
 

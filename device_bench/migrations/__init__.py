@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, inspect, text
 
-HEAD = "0005"  # the newest revision; a test checks it against versions/
+HEAD = "0006"  # the newest revision; a test checks it against versions/
 VERSIONS_DIR = Path(__file__).parent / "versions"
 _PG_LOCK_KEY = 0x46524545_4E4554  # pg_advisory_xact_lock key: "FREENET"
 

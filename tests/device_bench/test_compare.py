@@ -81,7 +81,8 @@ def test_tables_come_from_the_summary_of_this_run_only(stored, monkeypatch):
     assert report.headline[0].mac_ratio == pytest.approx(0.5) and report.headline[0].param_ratio == pytest.approx(0.8)
     head = md.split("## Every model")[0]
     row = next(line for line in head.splitlines() if line.startswith("| onnxruntime"))
-    assert "| ours (dense mixer) | 0.50× [0.49–0.51] | faster | 0.5 (outside ±15%: not a like-for-like size) | 0.8 |" in row
+    # one run per side: its next-run interval comes from the samples alone (the same as the CI to 2 digits)
+    assert "| ours (dense mixer) | 0.50× [0.49–0.51] | [0.49–0.51] | faster | 0.5 (outside ±15%: not a like-for-like size) | 0.8 |" in row
     assert "| 0.64 (desktop GPU) / 0.93 (phone NPU) |" in row
     assert "0.64 (desktop GPU) / 0.93 (phone NPU)</td>" in html
     # 500 MMACs in 10.05 ms = 99.5 GFLOP/s, of a 100 GFLOP/s ceiling
@@ -158,7 +159,7 @@ def test_plots_have_a_family_legend(stored, monkeypatch):
     _render(stored)
     tmp = stored[4]
     assert ["FreeNet", "StarNet"] in legends  # latency vs MACs, by family (MobileNet errored)
-    assert any("measured here (95% interval)" in labels for labels in legends)  # ratio plot
+    assert any("measured here (95% next-run interval)" in labels for labels in legends)  # ratio plot
     assert (tmp / "report" / "latency_vs_macs.png").stat().st_size > 10_000
     assert json.loads((tmp / "report" / "reports.json").read_text())[0]["model"]["name"] == "freenet_s2"
 
@@ -326,3 +327,9 @@ def test_headline_from_runs_unstable_and_anomalies(tmp_path, make_report):
         " on onnxruntime; op: depthwise Conv 7x7 takes 2.60 ms vs 0.11 ms there (test profiler)")
     assert f"- {text}" in head and f"<li>{text}</li>" in html
     assert 'class="l unstable">unstable: runs disagree by' in html
+    # the ratio cell shows the 95 % next-run interval, the confidence interval stands beside it
+    c = ours.comparison
+    assert c.next_low < c.low <= c.high < c.next_high
+    cells = f"| {c.ratio:.2f}× [{c.next_low:.2f}–{c.next_high:.2f}] | [{c.low:.2f}–{c.high:.2f}] |"
+    assert "FreeNet-S2 / StarNet-S4 [95% next run] | 95% CI |" in head and cells in head
+    assert f"{c.ratio:.2f}× [{c.next_low:.2f}–{c.next_high:.2f}]</td><td class=\"muted\">[{c.low:.2f}–{c.high:.2f}]</td>" in html

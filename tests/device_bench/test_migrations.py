@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from device_bench import migrations
 from device_bench.schema import parse_report
-from device_bench.store import Store, device_label, group_key_hash, make_engine, model_family
+from device_bench.store import Store, device_label, group_key_hash, make_engine, model_family, process_key
 from device_bench.summary import summarize_groups
 
 
@@ -43,6 +43,8 @@ def _docs(make_report, n: int = 40, *, with_parity_failed: bool = False) -> list
         doc = make_report(i, model=model, runtime={"accelerator": acc, "emulated": i % 7 == 0},
                           samples=[1.0 + (i * 7 + j) % 11 * 0.1 for j in range(5 + i % 4)],
                           created_at=f"2026-11-25T10:{i // 60:02d}:{i % 60:02d}Z")
+        if i % 4 == 1:  # host-runner processes: 0006 backfills their process_key from the notes
+            doc["notes"] = {"session": f"00000000-0000-4000-8000-{i % 2:012d}", "process": str(i % 3), "processes": "3"}
         if i % 9 == 4:
             doc.update(status="error", error="delegate refused")
             doc["timing"]["samples_ms"] = []
@@ -72,7 +74,10 @@ def _check_intact(url: str, docs: list[dict]) -> None:
             hashes = dict(conn.execute(sa.text("SELECT id, key_hash FROM report_groups")).all())
             rows = [dict(r._mapping) for r in conn.execute(sa.text(
                 "SELECT group_id, device, runtime, accelerator, model, precision, emulated, status FROM reports"))]
+            keys = dict(conn.execute(sa.text("SELECT run_id, process_key FROM reports")).all())
         assert kept == counted  # the backfilled counters are the true counts
+        # 0006's frozen process_key is the store's, and some reports have one
+        assert keys == {d["run_id"]: process_key(parse_report(d)) for d in docs} and any(keys.values())
         for row in rows:  # the migration's frozen hash is the store's
             assert hashes[row["group_id"]] == group_key_hash(row)
         # Statistics from the migrated samples column equal those from the reports' own samples.
@@ -84,7 +89,7 @@ def _check_intact(url: str, docs: list[dict]) -> None:
                           "model": r.model.name, "precision": r.model.precision, "emulated": r.runtime.emulated,
                           "status": r.status, "run_id": str(r.run_id), "family": model_family(r.model.name),
                           "samples_kind": r.timing.samples_kind, "mean_ms": None, "macs": r.model.macs,
-                          "created_at": r.created_at, "samples": list(r.timing.samples_ms)})
+                          "created_at": r.created_at, "samples": list(r.timing.samples_ms), "process_key": process_key(r)})
         assert got == [g.as_dict() for g in summarize_groups(fresh, baseline="mobilenetv2_100")]
     with Store(url) as store:  # 0005: a restarted store reads those statistics back from summary_cache
         with store.engine.connect() as conn:
@@ -104,7 +109,7 @@ def test_head_is_the_newest_revision():
 
     script = ScriptDirectory.from_config(migrations.alembic_config())
     assert script.get_current_head() == migrations.HEAD
-    assert [s.revision for s in script.walk_revisions()][::-1] == ["0001", "0002", "0003", "0004", "0005"]
+    assert [s.revision for s in script.walk_revisions()][::-1] == ["0001", "0002", "0003", "0004", "0005", "0006"]
 
 
 def test_first_revision_filled_then_upgraded_keeps_every_report(db_url, make_report):
@@ -163,7 +168,7 @@ def test_postgresql_behind_is_refused_by_serve_and_store(fresh_pg, make_report):
     engine = make_engine(fresh_pg)
     migrations.upgrade(engine, "0002")
     engine.dispose()
-    with pytest.raises(migrations.SchemaOutOfDate, match="0002.*0005.*freenet db upgrade"):
+    with pytest.raises(migrations.SchemaOutOfDate, match="0002.*0006.*freenet db upgrade"):
         Store(fresh_pg)
     from device_bench.cli import serve
 

@@ -140,3 +140,48 @@ def test_long_runs_take_the_count_distribution_and_agree_with_drawing(monkeypatc
     width = drawn.high - drawn.low
     assert fast.ratio == drawn.ratio
     assert abs(fast.low - drawn.low) < 0.05 * width and abs(fast.high - drawn.high) < 0.05 * width
+
+
+def test_next_run_interval_covers_a_repeat_run_and_the_confidence_interval_does_not():
+    """The done-means of issue 14 is a statement about a repeat: run 2's ratio inside run 1's
+    interval. Simulated runs of K = 5 processes (process levels 3 % apart, samples 1 %), a second
+    run of the same protocol each time: the next-run interval contains run 2's ratio at about
+    its nominal 95 %, the confidence interval clearly less often (it describes the true ratio,
+    not a repeat's estimate, and is ~sqrt(2) narrower)."""
+    rng = np.random.default_rng(11)
+    trials, next_hits, ci_hits, ratio_of_widths = 120, 0, 0, []
+    for _ in range(trials):
+        one = compare_runs(_runs(rng, 5, 20, 10.0, 0.03, 0.01), _runs(rng, 5, 20, 20.0, 0.03, 0.01), resamples=1000)
+        two = compare_runs(_runs(rng, 5, 20, 10.0, 0.03, 0.01), _runs(rng, 5, 20, 20.0, 0.03, 0.01), resamples=200)
+        next_hits += one.next_low <= two.ratio <= one.next_high
+        ci_hits += one.low <= two.ratio <= one.high
+        ratio_of_widths.append(np.log(one.next_high / one.next_low) / np.log(one.high / one.low))
+    assert next_hits / trials >= 0.9, next_hits
+    assert ci_hits / trials <= next_hits / trials - 0.08, (ci_hits, next_hits)
+    # sqrt(2) from the difference of two runs, sqrt(5/4) for the bootstrap's divisor-K variance
+    assert 1.4 < float(np.median(ratio_of_widths)) < 1.8
+
+
+def test_next_run_interval_contains_the_ratio_and_the_confidence_interval():
+    rng = np.random.default_rng(2)
+    c = compare_runs(_runs(rng, 3, 20, 10.0, 0.05, 0.01), _runs(rng, 3, 20, 20.0, 0.05, 0.01))
+    assert c.next_low < c.low <= c.ratio <= c.high < c.next_high
+    assert compare([1.0, 1.1, 1.2], [2.0, 2.1]).next_low is None  # samples of one run say nothing about a repeat
+
+
+def test_stability_compares_two_runs_on_their_combined_variance():
+    """Two runs whose 95 % intervals just overlap but whose difference is beyond
+    1.96 * sqrt(se_a^2 + se_b^2): they disagree (the old "disjoint intervals" test let it pass).
+    Samples at exact normal quantiles, so medians and order-statistic intervals are deterministic."""
+    from scipy.stats import norm
+
+    n = 400
+    base = 10 + norm.ppf((np.arange(n) + 0.5) / n)  # median 10, sd 1
+    lo, hi = median_interval(base)
+    se = (np.log(hi) - np.log(lo)) / (2 * 1.96)
+    shift = 10 * (np.exp(1.7 * 1.96 * se) - 1)  # between sqrt(2) and 2 times 1.96 se apart
+    shifted = base + shift
+    assert median_interval(shifted)[0] < hi  # the intervals overlap
+    s = stability([base, shifted], tolerance=0.0)
+    assert s.stable is False and "beyond their intervals" in s.reason
+    assert stability([base, base + 10 * (np.exp(1.2 * 1.96 * se) - 1)], tolerance=0.0).stable is True
