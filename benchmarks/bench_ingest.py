@@ -161,8 +161,17 @@ def fresh_db(kind: str, tmp: Path) -> tuple[str, callable]:
         c.execute(f'CREATE DATABASE "{name}"')
 
     def drop() -> None:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        # FORCE can be refused (a backend of another role, e.g. an autovacuum worker, still on
+        # it): then wait for it and drop plainly; a leftover bench database never loses the results
+        for attempt in range(10):
+            try:
+                with psycopg.connect(admin, autocommit=True) as c:
+                    c.execute(f'DROP DATABASE IF EXISTS "{name}"' + (" WITH (FORCE)" if attempt == 0 else ""))
+                return
+            except psycopg.Error as exc:
+                err = exc
+                time.sleep(1)
+        print(f"warning: could not drop the bench database {name}: {err}", file=sys.stderr)
 
     return make_url(base).set(database=name).render_as_string(hide_password=False), drop
 
