@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 GROUPED = """
@@ -32,6 +34,7 @@ def who(request):
 OTHER = "import time\n" + "".join(f"\ndef test_other_{i}():\n    time.sleep(0.2)\n" for i in range(8))
 
 
+@pytest.mark.slow  # three fresh interpreters importing torch: ~20 s
 def test_loadgroup_keeps_a_group_on_one_worker_with_one_module_fixture(tmp_path):
     suite = tmp_path / "suite"
     suite.mkdir()
