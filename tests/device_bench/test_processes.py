@@ -15,13 +15,16 @@ from device_bench.stats import compare_runs, stability
 
 @pytest.fixture
 def onnx_bundle(host_bundle) -> Path:
-    """The run's shared host bundle: its ONNX Runtime CPU artifacts of FreeNet-tiny and StarNet-S050
-    (one per model, as the runtime selects them) are what these tests measure."""
+    """The run's shared host bundle: its ONNX Runtime CPU (and, in the first test, LiteRT) artifacts
+    of FreeNet-tiny and StarNet-S050 (one per model, as each runtime selects them) are what these
+    tests measure."""
     return host_bundle
 
 
 def test_each_artifact_is_measured_in_several_fresh_pinned_processes(onnx_bundle):
-    plan = BenchPlan(onnx_bundle, runtimes=["onnxruntime", "pytorch"], warmup=1, rounds=2, runs_per_round=3, processes=3)
+    # two file runtimes (a LiteRT worker starts in ~0.5 s, an eager PyTorch one in ~4 s of imports:
+    # eager's own processes are measured in test_reuse.py and test_runner.py)
+    plan = BenchPlan(onnx_bundle, runtimes=["onnxruntime", "litert"], warmup=1, rounds=2, runs_per_round=3, processes=3)
     reports = run_bench(plan, lambda r: None)
     assert len(reports) == 2 * 2 * 3  # models x runtimes x processes
     assert len({r.notes["session"] for r in reports}) == 1
@@ -29,8 +32,8 @@ def test_each_artifact_is_measured_in_several_fresh_pinned_processes(onnx_bundle
     # the machine's drift over the whole invocation), the runtimes' order rotating per batch
     assert [r.notes["process"] for r in reports] == ["0"] * 4 + ["1"] * 4 + ["2"] * 4
     firsts = [next(r.runtime.name for r in reports if r.notes["process"] == p) for p in "012"]
-    assert firsts == ["onnxruntime", "pytorch", "onnxruntime"]
-    for rt in ("onnxruntime", "pytorch"):
+    assert firsts == ["onnxruntime", "litert", "onnxruntime"]
+    for rt in ("onnxruntime", "litert"):
         for model in ("freenet_tiny", "starnet_s050"):
             mine = [r for r in reports if r.runtime.name == rt and r.model.name == model]
             assert sorted(r.notes["process"] for r in mine) == ["0", "1", "2"]

@@ -37,6 +37,12 @@ def every_format(run_once) -> Path:
     return run_once("tiny_every_format", build)
 
 
+# The tests reading `every_format` run on one pytest-xdist worker, one after another: spread over
+# two, the second waited idle (~60 s under `make test`) on the first one's single-threaded export.
+shares_every_format = pytest.mark.xdist_group("tiny_every_format")
+
+
+@shares_every_format
 def test_bundle_is_complete_and_verified(every_format):
     bundle = every_format
     m = Manifest.load(bundle / "manifest.json")
@@ -68,6 +74,7 @@ def test_bundle_is_complete_and_verified(every_format):
     assert out.shape == (1000,) and np.isfinite(out).all()
 
 
+@shares_every_format
 def test_passes_visibly_matter_for_the_mobile_gpu(tmp_path, every_format):
     """The same fp32 TFLite export with the default passes (from the shared bundle) and without any."""
     on = next(a for a in Manifest.load(every_format / "manifest.json").artifacts if a.format == "tflite" and a.precision == "fp32")
@@ -184,14 +191,89 @@ def test_int8_top1_agreement_on_real_images_with_a_trained_checkpoint(tmp_path):
         assert a.parity.min_top1_agreement == 0.8 and a.parity.passed is True
 
 
+def _graph_census(gm) -> tuple[dict[tuple[int, int], list], list]:
+    """The exported graph (after the rewrite passes, as every converter receives it) split into
+    {(stage, position): that FreeNet block's nodes} and the other nodes (stem, downsamples, head),
+    each node as (op, target, args, kwargs, output shape/dtype) with the nodes it reads named by
+    position inside its block, or by shape (weights, the block's input): two blocks with equal
+    entries are the same ops on the same shapes, wired the same way."""
+    import functools
+    import re
+
+    import torch
+    from torch import fx
+
+    owner = {}
+    for n in gm.graph.nodes:
+        stack = n.meta.get("nn_module_stack")
+        m = re.match(r"stages\.(\d+)\.(\d+)(\.|$)", list(stack.values())[-1][0]) if stack else None
+        if m and m.group(2) != "0":  # stages.s.0 is the stride-2 downsample, blocks follow
+            owner[n] = (int(m.group(1)), int(m.group(2)))
+    position = {n: i for key in set(owner.values()) for i, n in enumerate(k for k in owner if owner[k] == key)}
+
+    def shape(n):
+        v = n.meta.get("val")
+        return (tuple(v.shape), str(v.dtype)) if isinstance(v, torch.Tensor) else None
+
+    blocks: dict[tuple[int, int], list] = {}
+    rest: list = []
+    for n in gm.graph.nodes:
+        key = owner.get(n)
+
+        def ref(a, key=key):
+            if not isinstance(a, fx.Node):
+                return a
+            if key is not None and owner.get(a) == key:
+                return ("local", position[a])
+            if a.op == "get_attr":
+                return ("weight", tuple(functools.reduce(getattr, a.target.split("."), gm).shape))
+            return ("reads", shape(a))
+
+        entry = (n.op, str(n.target), fx.node.map_aggregate(n.args, ref), fx.node.map_aggregate(n.kwargs, ref), shape(n))
+        if key is not None:
+            blocks.setdefault(key, []).append(entry)
+        elif n.op != "get_attr":
+            rest.append(entry)
+    return blocks, rest
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["freenet_s1", "freenet_s2", "freenet_s3", "freenet_s4"])
 def test_every_freenet_variant_is_mobile_gpu_clean(tmp_path, variant):
     """TFLite runs GPU-only on the real delegate, ONNX is one NNAPI and one CoreML partition,
-    ExecuTorch is one XNNPACK subgraph, Vulkan lowers fully (64x64 input: the same graph as 224)."""
-    m = export_bundle(plan(tmp_path, models=[variant], formats=["tflite", "onnx", "executorch"], targets=["litert-gpu", "onnxruntime-nnapi", "executorch-xnnpack", "executorch-vulkan"]))
+    ExecuTorch is one XNNPACK subgraph, Vulkan lowers fully (64x64 input: the same graph as 224).
+
+    Each variant is exported with every stage cut to its first two blocks (its widths, branches and
+    every other option unchanged). That is the full variant's graph with copies of one block left
+    out, checked first below on the graph the converters receive: inside a stage every block is the
+    same ops on the same shapes wired the same way, the kept blocks are those of the full graph, and
+    everything around them (stem, downsamples, head) is identical. Two blocks keep every neighbour
+    pair the full graph has (downsample -> block, block -> block, block -> downsample or head), and
+    delegation is decided per op and per edge, so the verdicts carry over to the full depth; the
+    four variants take 167 s instead of 270 s (one process, quiet machine)."""
+    import torch
+
+    from export.passes import prepare
+    from freenet import VARIANTS, create_model
+
+    depths = VARIANTS[variant].depths
+    capped = tuple(min(d, 2) for d in depths)
+    assert capped != depths and min(depths) >= 2
+    x = torch.randn(1, 3, SIZE, SIZE)
+    full_blocks, full_rest = _graph_census(prepare(create_model(variant).eval(), x)[0])
+    cut_blocks, cut_rest = _graph_census(prepare(create_model(variant, depths=capped).eval(), x)[0])
+    assert sorted(full_blocks) == [(s, b) for s, d in enumerate(depths) for b in range(1, d + 1)]
+    for (s, b), nodes in full_blocks.items():
+        assert nodes == full_blocks[(s, 1)], f"stage {s}: block {b} differs from the stage's first block"
+    assert {k: full_blocks[k] for k in cut_blocks} == cut_blocks and len(cut_blocks) == 2 * len(depths)
+    assert cut_rest == full_rest
+    assert len({str(full_blocks[(s, 1)]) for s in range(len(depths))}) == len(depths)  # the census sees widths
+
+    m = export_bundle(plan(tmp_path, models=[variant], formats=["tflite", "onnx", "executorch"], model_kwargs={"depths": capped},
+                           targets=["litert-gpu", "onnxruntime-nnapi", "executorch-xnnpack", "executorch-vulkan"]))
     for a in m.artifacts:
         assert a.status == "ok", (a.id, a.error)
+        assert a.model_options == {"depths": capped} or a.model_options == {"depths": list(capped)}, a.model_options
         assert a.coverage, a.id
         relevant = [c for c in a.coverage if c.delegate != "CoreML NeuralNetwork"]  # legacy format, recorded only
         for c in relevant:
@@ -207,6 +289,7 @@ def test_committed_manifest_json_schema_is_current():
     assert committed == json_schema(), "regenerate: python -m export.manifest > export/schema/manifest.schema.json"
 
 
+@shares_every_format
 def test_coreml_package_ships_as_one_stored_zip(every_format):
     import zipfile
 
