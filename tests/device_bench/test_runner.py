@@ -128,15 +128,19 @@ def test_compare_main_job_writes_the_report(tmp_path):
     # one headline row per measured runtime, with a ratio, its interval, and the manifest's MAC ratio
     manifest = json.loads((plan.bundle / "manifest.json").read_text())
     macs = {a["model"]: a["macs"] for a in manifest["artifacts"] if a["macs"]}
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in head.splitlines() if line.startswith(("| onnxruntime", "| litert"))]
-    assert sorted(r[0].split()[0] for r in rows) == ["litert", "onnxruntime"]
+    split_row = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]  # noqa: E731
+    header = split_row(next(line for line in head.splitlines() if line.startswith("| runtime")))
+    rows = [dict(zip(header, split_row(line), strict=True)) for line in head.splitlines() if line.startswith(("| onnxruntime", "| litert"))]
+    assert sorted(r["runtime"].split()[0] for r in rows) == ["litert", "onnxruntime"]
     print("\n".join(line for line in head.splitlines() if line.startswith(("| runtime", "| onnxruntime", "| litert"))))
     claims = " / ".join(f"{v} ({k})" for k, v in PAPER_CLAIMS.items())
-    for r in rows:  # runtime | reading | ratio [interval] | verdict | MAC ratio | param ratio | paper claim
-        assert r[1] == "ours (dense mixer)" and r[6] == claims
-        assert re.fullmatch(r"\d+\.\d\d× \[\d+\.\d\d–\d+\.\d\d\]", r[2])
-        assert r[3] in ("faster", "slower", "no difference") or r[3].startswith("unstable: runs disagree by ")
-        assert float(r[4].split()[0]) == pytest.approx(macs["freenet_s2"] / macs["starnet_s4"], rel=1e-3)
+    interval = r"\[\d+\.\d\d–\d+\.\d\d\]"
+    for r in rows:  # columns by their header: a new column must not shift what each check reads
+        assert r["reading"] == "ours (dense mixer)" and r["paper claim"] == claims
+        assert re.fullmatch(r"\d+\.\d\d× " + interval, r["FreeNet-S2 / StarNet-S4 [95% next run]"])
+        assert re.fullmatch(interval, r["95% CI"])
+        assert r["verdict"] in ("faster", "slower", "no difference") or r["verdict"].startswith("unstable: runs disagree by ")
+        assert float(r["MAC ratio"].split()[0]) == pytest.approx(macs["freenet_s2"] / macs["starnet_s4"], rel=1e-3)
     assert "measured ceiling" in md and "nominal-clock figure" in md
     for line in md.splitlines():  # every model row: a fraction of the ceiling above 1 is never shown bare
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -147,7 +151,7 @@ def test_compare_main_job_writes_the_report(tmp_path):
     assert (out / "freenet_s2_vs_starnet_s4.png").stat().st_size > 5_000
     html = (out / "report.html").read_text()
     assert "<table>" in html and "latency_vs_macs.png" in html
-    assert "hierarchical bootstrap interval over the runs (2 fresh worker process(es) per model" in head
+    assert "over the runs (2 fresh worker process(es) per model, one report each) with two 95% intervals from one hierarchical bootstrap" in head
     assert "2 fresh processes of 2 interleaved rounds x 3" in head  # the protocol line states the split
     assert Store(plan.db).count() == 12  # 3 models x 2 runtimes x 2 processes, one report per process
     # a re-run reuses the exported artifacts (same sha256, no re-export)
