@@ -317,7 +317,7 @@ def summarize_groups(
     if memo is not None and with_ratios:  # and every ratio (which rows may enter one needs their stats)
         memo.prefetch([("stability", row.window) for _, rows, _, _ in plans for row in rows if row.comparable]
                       + [key for _, rows, real, refs in plans for row, _, ref in _pairs(rows, real, refs) if ref is not None
-                         for key in _ratio_keys(row, ref)])
+                         for key in _ratio_keys(row, ref, _pairing(row, ref))])
     groups = []
     for (dev, rt, acc), rows, real, refs in plans:
         if with_ratios:
@@ -360,10 +360,11 @@ def _pairing(row: ModelRow, ref: ModelRow) -> list[int] | None:
     return [at[k] for k in a]
 
 
-def _ratio_keys(row: ModelRow, ref: ModelRow) -> list[tuple]:
-    """The memo keys of one ratio cell: the comparison, and for a paired one the stability of its
-    per-process ratios (a pure function of the two windows' run ids: process keys never change)."""
-    if _pairing(row, ref) is None:
+def _ratio_keys(row: ModelRow, ref: ModelRow, order: list[int] | None) -> list[tuple]:
+    """The memo keys of one ratio cell (`order` = `_pairing(row, ref)`): the comparison, and for a
+    paired one the stability of its per-process ratios (a pure function of the two windows' run
+    ids: process keys never change)."""
+    if order is None:
         return [("compare_runs", row.window, ref.window)]
     return [("compare_runs_paired", row.window, ref.window), ("ratio_stability", row.window, ref.window)]
 
@@ -401,17 +402,16 @@ def _ratios(rows: list[ModelRow], real: dict[tuple, ModelRow], refs: dict[str, s
             row.ratios[k] = None
             continue
         order = _pairing(row, ref)
-        keys = _ratio_keys(row, ref)
+        keys = _ratio_keys(row, ref, order)
         hits = [memo.get(key) for key in keys] if memo is not None else [None] * len(keys)
         row.paired[k] = order is not None
         row.ratios[k] = hits[0]
         if order is not None and hits[1] is not None:
             row.ratio_stability[k] = hits[1]
         if any(h is None for h in hits):
-            todo.append((row, k, ref, order))
-    fill_samples([r for row, _, ref, _ in todo for r in (row, ref)])
-    for row, k, ref, order in todo:
-        keys = _ratio_keys(row, ref)
+            todo.append((row, k, ref, order, keys))
+    fill_samples([r for row, _, ref, _, _ in todo for r in (row, ref)])
+    for row, k, ref, order, keys in todo:
         if order is None:
             row.ratios[k] = compare_runs(row.run_samples, ref.run_samples)
             values = [row.ratios[k]]
